@@ -1,0 +1,5 @@
+import sys
+
+from slackrouter.cli import main
+
+sys.exit(main())

@@ -1,0 +1,140 @@
+"""Settings from the environment: every knob slackrouter has, validated once at start-up.
+
+A bad value stops start-up with a `SettingsError` whose message is one line naming the setting and
+what is expected; the CLI prints it without a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/slackrouter.db"
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names it and says what is expected."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    slack_bot_token: str | None = None
+    slack_signing_secret: str | None = None
+    slack_app_token: str | None = None
+    slack_api_url: str = DEFAULT_SLACK_API_URL
+    database_url: str = DEFAULT_DATABASE_URL
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str = "http://127.0.0.1:8000"
+    log_level: str = "INFO"
+    presence_max_age: float = 60.0
+    presence_refresh_interval: float = 20.0
+    presence_calls_per_minute: int = 50
+    delivery_poll_interval: float = 2.0
+    delivery_max_attempts: int = 12
+    max_body_bytes: int = 16_384
+    max_wait_seconds: int = 30
+
+    @property
+    def socket_mode(self) -> bool:
+        """Socket Mode when an app-level token is set; HTTP mode (/slack/events) otherwise."""
+        return bool(self.slack_app_token)
+
+    def require_slack(self) -> None:
+        """Check the settings `slackrouter run` needs to talk to a real Slack."""
+        if not self.slack_bot_token:
+            raise SettingsError("SLACK_BOT_TOKEN: missing; expected the bot token (xoxb-...)")
+        if not self.slack_bot_token.startswith("xoxb-"):
+            raise SettingsError("SLACK_BOT_TOKEN: expected a bot token starting with 'xoxb-'")
+        if not self.slack_signing_secret:
+            raise SettingsError(
+                "SLACK_SIGNING_SECRET: missing; expected the app's signing secret "
+                "(Basic Information > App Credentials)"
+            )
+        if self.slack_app_token and not self.slack_app_token.startswith("xapp-"):
+            raise SettingsError(
+                "SLACK_APP_TOKEN: expected an app-level token starting with 'xapp-'"
+            )
+
+
+def _number(name: str, raw: str, cast: Callable[[str], T], low: float, high: float) -> T:
+    try:
+        value = cast(raw)
+    except ValueError:
+        value = None
+    if value is None or not (low <= value <= high):  # type: ignore[operator]
+        kind = "an integer" if cast is int else "a number"
+        raise SettingsError(f"{name}: expected {kind} from {low:g} to {high:g}, got {raw!r}")
+    return value
+
+
+def normalize_database_url(url: str) -> str:
+    """Pick the asyncio driver for a plain `postgresql://` or `sqlite://` URL."""
+    if url.startswith(("postgres://", "postgresql://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + url.split("://", 1)[1]
+    if url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+        return url
+    raise SettingsError(
+        f"DATABASE_URL: expected postgresql://... or sqlite:///path, got {url.split(':', 1)[0]!r}"
+    )
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from `environ` (default: the process environment)."""
+    env = os.environ if environ is None else environ
+
+    def text(name: str) -> str | None:
+        value = env.get(name, "").strip()
+        return value or None
+
+    def num(name: str, cast: Callable[[str], T], default: T, low: float, high: float) -> T:
+        raw = text(name)
+        return default if raw is None else _number(name, raw, cast, low, high)
+
+    api_url = text("SLACK_API_URL") or DEFAULT_SLACK_API_URL
+    if not api_url.startswith(("http://", "https://")):
+        raise SettingsError(f"SLACK_API_URL: expected an http(s) URL, got {api_url!r}")
+    if not api_url.endswith("/"):
+        api_url += "/"
+    port = num("PORT", int, 8000, 1, 65535)
+    host = text("HOST") or "127.0.0.1"
+    public_url = (text("PUBLIC_URL") or f"http://{host}:{port}").rstrip("/")
+    if not public_url.startswith(("http://", "https://")):
+        raise SettingsError(f"PUBLIC_URL: expected an http(s) URL, got {public_url!r}")
+    log_level = (text("LOG_LEVEL") or "INFO").upper()
+    if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise SettingsError(f"LOG_LEVEL: expected DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
+    return Settings(
+        slack_bot_token=text("SLACK_BOT_TOKEN"),
+        slack_signing_secret=text("SLACK_SIGNING_SECRET"),
+        slack_app_token=text("SLACK_APP_TOKEN"),
+        slack_api_url=api_url,
+        database_url=normalize_database_url(text("DATABASE_URL") or DEFAULT_DATABASE_URL),
+        host=host,
+        port=port,
+        public_url=public_url,
+        log_level=log_level,
+        presence_max_age=num("PRESENCE_MAX_AGE", float, 60.0, 5, 3600),
+        presence_refresh_interval=num("PRESENCE_REFRESH_INTERVAL", float, 20.0, 1, 3600),
+        presence_calls_per_minute=num("PRESENCE_CALLS_PER_MINUTE", int, 50, 1, 1000),
+        delivery_poll_interval=num("DELIVERY_POLL_INTERVAL", float, 2.0, 0.05, 60),
+        delivery_max_attempts=num("DELIVERY_MAX_ATTEMPTS", int, 12, 1, 100),
+        max_body_bytes=num("MAX_BODY_BYTES", int, 16_384, 1024, 1_048_576),
+        max_wait_seconds=num("MAX_WAIT_SECONDS", int, 30, 1, 300),
+    )
+
+
+def sqlite_path(database_url: str) -> Path | None:
+    """The file behind a SQLite URL (None for PostgreSQL or in-memory)."""
+    if not database_url.startswith("sqlite"):
+        return None
+    path = database_url.split(":///", 1)[1] if ":///" in database_url else ""
+    return Path(path) if path and path != ":memory:" else None

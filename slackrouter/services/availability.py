@@ -1,0 +1,39 @@
+"""Turn cached rep rows into the routing core's availability snapshot."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from slackrouter.adapters.db.models import Rep
+from slackrouter.routing import Presence, RepState
+
+
+def rep_state(rep: Rep, *, now: datetime, max_age: timedelta) -> RepState:
+    """A rep's state for routing; presence older than `max_age` counts as unknown (unavailable)."""
+    fresh = rep.presence_checked_at is not None and now - rep.presence_checked_at <= max_age
+    presence = Presence(rep.presence) if fresh and rep.presence in Presence else Presence.UNKNOWN
+    return RepState(
+        user_id=rep.user_id,
+        opted_in=rep.opted_in,
+        presence=presence,
+        deleted=rep.deleted,
+        is_bot=rep.is_bot,
+    )
+
+
+def snapshot(reps: Iterable[Rep], *, now: datetime, max_age: timedelta) -> dict[str, RepState]:
+    return {rep.user_id: rep_state(rep, now=now, max_age=max_age) for rep in reps}
+
+
+def describe(reps: Iterable[Rep], *, now: datetime) -> str:
+    """For the log: which cached values a decision used, and how old they were."""
+    parts = []
+    for rep in reps:
+        age = (
+            f"{(now - rep.presence_checked_at).total_seconds():.0f}s"
+            if rep.presence_checked_at
+            else "never"
+        )
+        parts.append(f"{rep.user_id}={rep.presence}@{age}{'' if rep.opted_in else ',opted-out'}")
+    return " ".join(parts) or "no reps"

@@ -1,0 +1,62 @@
+"""Create and list chatflows (the admin surfaces in Slack build on these)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from slackrouter.adapters.db import repository as repo
+from slackrouter.adapters.db.models import Chatflow
+from slackrouter.clock import Clock
+
+
+@dataclass(frozen=True)
+class ChatflowSpec:
+    name: str
+    route_users: tuple[str, ...]
+    welcome_message: str | None = None
+    away_message: str | None = None
+    note_prefix: str | None = None
+
+
+def _validate(spec: ChatflowSpec) -> None:
+    if not spec.name.strip():
+        raise ValueError("name: must not be empty")
+    for user_id in spec.route_users:
+        if not (user_id[:1] in {"U", "W"} and user_id.isalnum()):
+            raise ValueError(f"route: {user_id!r} is not a Slack user id (U… or W…)")
+    if spec.note_prefix is not None and not spec.note_prefix.strip():
+        raise ValueError("note prefix: must not be empty")
+
+
+async def create_chatflow(
+    sessions: async_sessionmaker[AsyncSession], *, team_id: str, spec: ChatflowSpec, clock: Clock
+) -> Chatflow:
+    """A new chatflow with a fresh public key and signing secret."""
+    _validate(spec)
+    chatflow = Chatflow(
+        id="cf_" + secrets.token_hex(6),
+        team_id=team_id,
+        name=spec.name.strip(),
+        public_key="pk_" + secrets.token_urlsafe(18),
+        signing_secret=secrets.token_urlsafe(32),
+        route_users=list(dict.fromkeys(spec.route_users)),
+        created_at=clock(),
+    )
+    for field in ("welcome_message", "away_message", "note_prefix"):
+        value = getattr(spec, field)
+        if value is not None:
+            setattr(chatflow, field, value)
+    async with sessions() as session, session.begin():
+        session.add(chatflow)
+        await repo.ensure_reps(session, team_id, chatflow.route_users)
+    return chatflow
+
+
+async def list_chatflows(sessions: async_sessionmaker[AsyncSession]) -> Sequence[Chatflow]:
+    async with sessions() as session:
+        return list(await session.scalars(select(Chatflow).order_by(Chatflow.created_at)))

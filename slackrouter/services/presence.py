@@ -1,0 +1,102 @@
+"""Keep reps' Slack presence and profiles fresh, off the hot path and within Slack's limits.
+
+Modern Slack apps get no presence events, so the scheduler polls `users.getPresence` (Tier 3,
+about 50 calls a minute) for the reps on some route only, oldest first, spreading the calls so a
+refresh never exceeds `calls_per_minute`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from slackrouter.adapters.db import repository as repo
+from slackrouter.adapters.db.models import Chatflow, Rep
+from slackrouter.adapters.slack.gateway import SlackGateway, slack_error
+from slackrouter.clock import Clock
+
+log = logging.getLogger(__name__)
+
+PROFILE_MAX_AGE = timedelta(hours=6)
+
+
+class PresenceService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        slack: SlackGateway,
+        *,
+        clock: Clock,
+        calls_per_minute: int,
+        max_age: float,
+    ) -> None:
+        self._sessions = sessions
+        self._slack = slack
+        self._clock = clock
+        self._spacing = 60.0 / calls_per_minute
+        self._calls_per_minute = calls_per_minute
+        self._max_age = timedelta(seconds=max_age)
+        self._lock = asyncio.Lock()
+
+    async def routed_reps(self) -> list[tuple[str, str]]:
+        """(team id, user id) of every rep on some chatflow's route, creating missing rows."""
+        async with self._sessions() as session, session.begin():
+            routes: dict[str, set[str]] = {}
+            for chatflow in await session.scalars(select(Chatflow)):
+                routes.setdefault(chatflow.team_id, set()).update(chatflow.route_users)
+            for team_id, users in routes.items():
+                await repo.ensure_reps(session, team_id, users)
+        return sorted((team, user) for team, users in routes.items() for user in users)
+
+    async def refresh(self, *, pace: bool = True) -> int:
+        """Poll the stalest reps' presence (and missing profiles); returns the calls made."""
+        async with self._lock:
+            wanted = set(await self.routed_reps())
+            async with self._sessions() as session:
+                reps = [
+                    rep
+                    for rep in await session.scalars(select(Rep))
+                    if (rep.team_id, rep.user_id) in wanted
+                ]
+            now = self._clock()
+            oldest_first = sorted(
+                reps, key=lambda r: r.presence_checked_at or now - timedelta(days=3650)
+            )
+            calls = 0
+            for rep in oldest_first[: self._calls_per_minute]:
+                if calls and pace:
+                    await asyncio.sleep(self._spacing)
+                calls += await self._refresh_one(rep.team_id, rep.user_id)
+            return calls
+
+    async def _refresh_one(self, team_id: str, user_id: str) -> int:
+        calls = 0
+        try:
+            async with self._sessions() as session, session.begin():
+                rep = await session.get_one(Rep, (team_id, user_id))
+                now = self._clock()
+                if rep.profile_checked_at is None or now - rep.profile_checked_at > PROFILE_MAX_AGE:
+                    profile = await self._slack.profile(user_id)
+                    calls += 1
+                    rep.name, rep.avatar_url = profile.name, profile.avatar_url
+                    rep.is_bot, rep.deleted = profile.is_bot, profile.deleted
+                    rep.profile_checked_at = now
+                rep.presence = await self._slack.presence(user_id)
+                rep.presence_checked_at = self._clock()
+                calls += 1
+        except SlackApiError as exc:
+            log.warning("presence refresh failed for %s: %s", user_id, slack_error(exc))
+        return calls
+
+    async def set_opted_in(self, *, team_id: str, user_id: str, opted_in: bool) -> None:
+        """A rep's own choice to take chats or not (`/chatrouting available|away`)."""
+        async with self._sessions() as session, session.begin():
+            await repo.ensure_reps(session, team_id, [user_id])
+            await session.flush()
+            rep = await session.get_one(Rep, (team_id, user_id))
+            rep.opted_in = opted_in

@@ -1,0 +1,29 @@
+"""The migrations build exactly the schema the models describe, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy.engine import Connection
+
+from slackrouter.adapters.db.database import create_engine
+from slackrouter.adapters.db.migrate import pending_revisions, upgrade
+from slackrouter.adapters.db.models import Base
+from tests.conftest import Database
+
+
+async def test_migrations_match_the_models(database: Database) -> None:
+    engine = create_engine(database.url, schema=database.schema)
+    try:
+        assert await pending_revisions(engine) == ["0001"]
+        await upgrade(engine)
+        assert await pending_revisions(engine) == []
+
+        def diff(connection: Connection) -> list:
+            return compare_metadata(MigrationContext.configure(connection), Base.metadata)
+
+        async with engine.connect() as connection:
+            assert await connection.run_sync(diff) == []
+        await upgrade(engine)  # applying again is harmless
+    finally:
+        await engine.dispose()
