@@ -105,7 +105,6 @@ def build(settings: Settings, *, clock: Clock = utcnow, db_schema: str | None = 
     )
     replies = Replies(sessions, notifier, slack, clock=clock)
     bolt = AsyncApp(
-        token=settings.slack_bot_token,
         signing_secret=settings.slack_signing_secret,
         client=client,
         process_before_response=True,

@@ -12,7 +12,8 @@ from slackrouter.routing import Presence, RepState
 def rep_state(rep: Rep, *, now: datetime, max_age: timedelta) -> RepState:
     """A rep's state for routing; presence older than `max_age` counts as unknown (unavailable)."""
     fresh = rep.presence_checked_at is not None and now - rep.presence_checked_at <= max_age
-    presence = Presence(rep.presence) if fresh and rep.presence in Presence else Presence.UNKNOWN
+    known = fresh and rep.presence in {p.value for p in Presence}
+    presence = Presence(rep.presence) if known else Presence.UNKNOWN
     return RepState(
         user_id=rep.user_id,
         opted_in=rep.opted_in,

@@ -11,13 +11,15 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from slackrouter.sandbox.fake_slack import FakeSlack
-from slackrouter.sandbox.server import serve
+from sqlalchemy import select
 
+from slackrouter.adapters.db.models import SlackThread
 from slackrouter.api.app import create_api
 from slackrouter.bootstrap import Runtime, build
 from slackrouter.clock import utcnow
 from slackrouter.config import Settings
+from slackrouter.sandbox.fake_slack import FakeSlack
+from slackrouter.sandbox.server import serve
 from slackrouter.services.chatflows import ChatflowSpec, create_chatflow
 from tests.conftest import Database
 
@@ -100,7 +102,18 @@ class Chat:
                     return call.response
             return None
 
-        return await eventually(find)
+        response = await eventually(find)
+
+        async def recorded() -> bool:
+            # A rep can only answer a post they have seen; wait until the app has recorded it.
+            async with self.runtime.sessions() as session:
+                thread = await session.scalar(
+                    select(SlackThread).where(SlackThread.thread_ts == response["ts"])
+                )
+            return thread is not None
+
+        await eventually(recorded)
+        return response
 
     async def presence(self, **states: str) -> None:
         """Set reps' Slack presence and let the app's poller see it."""

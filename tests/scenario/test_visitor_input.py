@@ -6,11 +6,13 @@ import json
 import time
 
 import pytest
-from slackrouter.sandbox.fake_slack import pings_in
 from sqlalchemy import func, select
 
 from slackrouter.adapters.db.models import Conversation, Message
+from slackrouter.adapters.slack.text import escape_visitor_text
 from slackrouter.api.signing import sign
+from slackrouter.sandbox.fake_slack import pings_in
+from slackrouter.sandbox.slack_requests import SlackRequestSender
 from tests.scenario.conftest import ALICE, Chat, eventually
 
 INJECTIONS = [
@@ -40,7 +42,8 @@ async def test_visitor_text_is_inert_in_slack(chat: Chat, text: str) -> None:
         assert post.get("mrkdwn") is False
         # The visitor's words arrive intact, as plain text.
         assert any(
-            block.get("text", {}).get("type") == "plain_text" and block["text"]["text"] == text
+            block.get("text", {}).get("type") == "plain_text"
+            and block["text"]["text"] == escape_visitor_text(text)
             for block in post["blocks"]
             if block["type"] == "section"
         )
@@ -142,9 +145,9 @@ async def test_a_badly_signed_slack_event_is_refused_and_changes_nothing(chat: C
         "thread_ts": parent["ts"],
         "channel_type": "im",
     }
-    forged = chat.slack.event_sender(signing_secret="wrong-secret")
+    forged = SlackRequestSender(f"{chat.url}/slack/events", "wrong-secret", chat.slack.team_id)
     assert (await forged.send_event(event)).status_code == 401
-    stale = chat.slack.event_sender()
+    stale = chat.slack.sender
     assert (await stale.send_event(event, timestamp=int(time.time()) - 600)).status_code == 401
     page = (await chat.read(accepted["conversation_id"], accepted["conversation_token"])).json()
     assert [m["author"] for m in page["messages"]] == ["visitor"]

@@ -64,6 +64,16 @@ class Chatflow(Base):
         Text, default="We're away right now. Leave your email and we'll get back to you."
     )
     note_prefix: Mapped[str] = mapped_column(String(20), default=";;")
+    route_teams: Mapped[list[str]] = mapped_column(default=list)  # S… user groups, tm_… teams
+    assignment: Mapped[str] = mapped_column(String(20), default="all")  # all | round_robin
+    rotate_to_owner: Mapped[bool] = mapped_column(Boolean, default=False)
+    offline_fallback: Mapped[str | None] = mapped_column(String(20))
+    channel_id: Mapped[str | None] = mapped_column(String(20))  # set: post there, not in DMs
+    escalation_seconds: Mapped[int] = mapped_column(Integer, default=120)
+    hours: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # {"timezone", "days": {...}}
+    out_of_hours_message: Mapped[str] = mapped_column(
+        Text, default="We're closed right now. Leave your email and we'll get back to you."
+    )
     created_at: Mapped[datetime]
 
 
@@ -76,13 +86,18 @@ class Rep(Base):
     user_id: Mapped[str] = mapped_column(String(20), primary_key=True)
     name: Mapped[str | None] = mapped_column(String(200))
     avatar_url: Mapped[str | None] = mapped_column(String(500))
+    email: Mapped[str | None] = mapped_column(String(320))
     is_bot: Mapped[bool] = mapped_column(Boolean, default=False)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_guest: Mapped[bool] = mapped_column(Boolean, default=False)
     profile_checked_at: Mapped[datetime | None]
     opted_in: Mapped[bool] = mapped_column(Boolean, default=True)
     presence: Mapped[str] = mapped_column(String(10), default="unknown")
     presence_checked_at: Mapped[datetime | None]
     dm_channel_id: Mapped[str | None] = mapped_column(String(20))
+    dnd: Mapped[bool] = mapped_column(Boolean, default=False)
+    dnd_checked_at: Mapped[datetime | None]
+    last_assigned_at: Mapped[datetime | None]
 
 
 class Conversation(Base):
@@ -115,6 +130,10 @@ class Conversation(Base):
     routing_outcome: Mapped[str] = mapped_column(String(10))
     routing: Mapped[dict[str, Any]] = mapped_column(default=dict)
     assignee: Mapped[str | None] = mapped_column(String(20))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    offered: Mapped[list[str]] = mapped_column(default=list)  # reps offered the chat so far
+    missed: Mapped[bool] = mapped_column(Boolean, default=False)
+    closed_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
 
 
@@ -194,6 +213,78 @@ class OutboxItem(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]
     last_error: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime]
     done_at: Mapped[datetime | None]
+
+
+class Team(Base):
+    """A team defined in slackrouter (Slack user groups need a paid plan)."""
+
+    __tablename__ = "teams"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(20), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    members: Mapped[list[str]] = mapped_column(default=list)
+    created_at: Mapped[datetime]
+
+
+class UserGroup(Base):
+    """A cached Slack user group and its members, refreshed by the scheduler."""
+
+    __tablename__ = "usergroups"
+
+    team_id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    handle: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200))
+    members: Mapped[list[str]] = mapped_column(default=list)
+    refreshed_at: Mapped[datetime]
+
+
+class Contact(Base):
+    """A known visitor: tracking tokens, email, name, and the rep who owns them."""
+
+    __tablename__ = "contacts"
+    __table_args__ = (UniqueConstraint("team_id", "email"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    team_id: Mapped[str] = mapped_column(String(20), index=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    name: Mapped[str | None] = mapped_column(String(200))
+    owner_user_id: Mapped[str | None] = mapped_column(String(20))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class ContactToken(Base):
+    """A tracking cookie token linked to a contact."""
+
+    __tablename__ = "contact_tokens"
+
+    team_id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    token: Mapped[str] = mapped_column(String(200), primary_key=True)
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime]
+
+
+class Timer(Base):
+    """Work due later (escalation, the debounced offline email); the scheduler fires due rows."""
+
+    __tablename__ = "timers"
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "kind"),
+        Index("ix_timers_due", "status", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    team_id: Mapped[str] = mapped_column(String(20))
+    kind: Mapped[str] = mapped_column(String(30))  # escalation | offline_email
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    due_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(10), default="pending")  # pending|done|cancelled
+    created_at: Mapped[datetime]

@@ -9,6 +9,10 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
+DND_BATCH = 50
+# Errors of free Slack plans, where user groups do not exist.
+PAID_PLAN_ERRORS = frozenset({"paid_teams_only", "plan_upgrade_required", "paid_only"})
+
 # Errors that no retry can fix: the delivery is marked failed at once.
 PERMANENT_ERRORS = frozenset(
     {
@@ -53,6 +57,36 @@ class UserProfile:
     avatar_url: str | None
     is_bot: bool
     deleted: bool
+    email: str | None = None
+    is_guest: bool = False
+
+
+@dataclass(frozen=True)
+class SlackUserGroup:
+    id: str
+    handle: str
+    name: str
+    members: tuple[str, ...]
+
+
+def _profile(user: dict[str, Any]) -> UserProfile:
+    profile = user.get("profile") or {}
+    name = (
+        profile.get("display_name")
+        or profile.get("real_name")
+        or user.get("real_name")
+        or user.get("name")
+        or user["id"]
+    )
+    return UserProfile(
+        user_id=str(user["id"]),
+        name=str(name),
+        avatar_url=profile.get("image_192") or profile.get("image_72"),
+        is_bot=bool(user.get("is_bot")) or user.get("id") == "USLACKBOT",
+        deleted=bool(user.get("deleted")),
+        email=profile.get("email"),
+        is_guest=bool(user.get("is_restricted") or user.get("is_ultra_restricted")),
+    )
 
 
 class SlackGateway:
@@ -94,19 +128,42 @@ class SlackGateway:
 
     async def profile(self, user_id: str) -> UserProfile:
         response = await self.client.users_info(user=user_id)
-        user = response["user"]
-        profile = user.get("profile") or {}
-        name = (
-            profile.get("display_name")
-            or profile.get("real_name")
-            or user.get("real_name")
-            or user.get("name")
-            or user_id
-        )
-        return UserProfile(
-            user_id=user_id,
-            name=str(name),
-            avatar_url=profile.get("image_192") or profile.get("image_72"),
-            is_bot=bool(user.get("is_bot")),
-            deleted=bool(user.get("deleted")),
-        )
+        return _profile(response["user"])
+
+    async def lookup_by_email(self, email: str) -> UserProfile | None:
+        """The workspace member with this email, or None (`users_not_found`)."""
+        try:
+            response = await self.client.users_lookupByEmail(email=email)
+        except SlackApiError as exc:
+            if slack_error(exc) == "users_not_found":
+                return None
+            raise
+        return _profile(response["user"])
+
+    async def dnd(self, user_ids: list[str], *, now: float) -> dict[str, bool]:
+        """Who is in Do Not Disturb right now, asking `dnd.teamInfo` 50 users at a time."""
+        result: dict[str, bool] = {}
+        for start in range(0, len(user_ids), DND_BATCH):
+            batch = user_ids[start : start + DND_BATCH]
+            response = await self.client.dnd_teamInfo(users=",".join(batch))
+            for user_id, info in (response.get("users") or {}).items():
+                result[user_id] = bool(info.get("dnd_enabled")) and (
+                    float(info.get("next_dnd_start_ts") or 0)
+                    <= now
+                    < float(info.get("next_dnd_end_ts") or 0)
+                )
+        return result
+
+    async def usergroups(self) -> list[SlackUserGroup]:
+        """Enabled user groups with their members; raises SlackApiError on free plans."""
+        response = await self.client.usergroups_list(include_users=True)
+        return [
+            SlackUserGroup(
+                id=str(group["id"]),
+                handle=str(group.get("handle") or ""),
+                name=str(group.get("name") or group.get("handle") or group["id"]),
+                members=tuple(group.get("users") or ()),
+            )
+            for group in response.get("usergroups") or []
+            if not group.get("date_delete")
+        ]
