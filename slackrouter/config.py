@@ -40,6 +40,15 @@ class Settings:
     delivery_max_attempts: int = 12
     max_body_bytes: int = 16_384
     max_wait_seconds: int = 30
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_security: str = "starttls"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    mail_from: str = "slackrouter <slackrouter@localhost>"
+    mbox_path: str = "./var/mail.mbox"
+    email_debounce_seconds: float = 180.0
+    timer_poll_interval: float = 1.0
 
     @property
     def socket_mode(self) -> bool:
@@ -112,6 +121,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     log_level = (text("LOG_LEVEL") or "INFO").upper()
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise SettingsError(f"LOG_LEVEL: expected DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
+    smtp_security = (text("SMTP_SECURITY") or "starttls").lower()
+    if smtp_security not in {"starttls", "tls", "none"}:
+        raise SettingsError(f"SMTP_SECURITY: expected starttls, tls or none, got {smtp_security!r}")
+    mail_from = text("MAIL_FROM") or Settings.mail_from
+    if "@" not in mail_from:
+        raise SettingsError(f"MAIL_FROM: expected an email address, got {mail_from!r}")
     return Settings(
         slack_bot_token=text("SLACK_BOT_TOKEN"),
         slack_signing_secret=text("SLACK_SIGNING_SECRET"),
@@ -129,6 +144,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         delivery_max_attempts=num("DELIVERY_MAX_ATTEMPTS", int, 12, 1, 100),
         max_body_bytes=num("MAX_BODY_BYTES", int, 16_384, 1024, 1_048_576),
         max_wait_seconds=num("MAX_WAIT_SECONDS", int, 30, 1, 300),
+        smtp_host=text("SMTP_HOST"),
+        smtp_port=num("SMTP_PORT", int, 587, 1, 65535),
+        smtp_security=smtp_security,
+        smtp_username=text("SMTP_USERNAME"),
+        smtp_password=text("SMTP_PASSWORD"),
+        mail_from=mail_from,
+        mbox_path=text("MBOX_PATH") or Settings.mbox_path,
+        email_debounce_seconds=num("EMAIL_DEBOUNCE_SECONDS", float, 180.0, 0, 86_400),
+        timer_poll_interval=num("TIMER_POLL_INTERVAL", float, 1.0, 0.05, 60),
     )
 
 

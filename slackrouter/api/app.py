@@ -1,6 +1,5 @@
 """The ASGI app: the visitor API (v1) and Slack's HTTP endpoint, served by uvicorn."""
 
-
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager

@@ -3,8 +3,16 @@
 `FakeSlack.asgi` answers `POST|GET /api/{method}` like slack.com does (HTTP 200 with `ok`/`error`
 bodies, 429 with `Retry-After`), so the real `slack_sdk` client works against it unchanged via
 `base_url`. It also plays the people in the workspace: their posts, edits and deletions reach the
-app as signed Events API requests. `/sandbox/...` is a small JSON control API for the local demo
-and `/hooks/...` receives what apps send to `response_url`s.
+app as signed Events API requests. `/hooks/...` receives what apps send to `response_url`s.
+
+The JSON control API for the local demo (bad input answers 400; acting as a person before
+`configure_events` answers 409):
+- `GET /sandbox/state`: users with presence and Do Not Disturb, channels with messages and threads
+- `POST /sandbox/presence` `{user, presence}` and `POST /sandbox/dnd` `{user, dnd}` (the latter
+  also delivers `dnd_updated_user` once events are configured)
+- `POST /sandbox/reply` `{user, channel, thread_ts?, text}`: the person writes; `thread_ts`
+  "latest" means the newest top-level message of that channel
+- `POST /sandbox/edit` `{user, channel, ts, text}` and `POST /sandbox/delete` `{channel, ts}`
 """
 
 from __future__ import annotations
@@ -869,6 +877,10 @@ class FakeSlack:
 
     async def _sandbox_reply(self, body: JSON) -> JSON:
         thread_ts = body.get("thread_ts") or None
+        if thread_ts == "latest":
+            thread_ts = self._latest_top_level(
+                self._conversation_for(body["user"], body["channel"])
+            )
         envelope = await self.user_posts(body["user"], body["channel"], body["text"], thread_ts)
         return {"ts": envelope["event"]["ts"], "event_id": envelope["event_id"]}
 
@@ -1405,6 +1417,12 @@ class FakeSlack:
     def _is_top_level(message: JSON) -> bool:
         thread_ts = message.get("thread_ts")
         return thread_ts in (None, message["ts"]) or message.get("subtype") == "thread_broadcast"
+
+    def _latest_top_level(self, channel_id: str) -> str:
+        top = [m for m in self._messages[channel_id] if self._is_top_level(m)]
+        if not top:
+            raise KeyError(f"no message to reply to in {channel_id}")
+        return str(top[-1]["ts"])
 
     def _find(self, channel_id: str, ts: str | None) -> JSON | None:
         return next((m for m in self._messages.get(channel_id, []) if m["ts"] == ts), None)

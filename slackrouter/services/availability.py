@@ -18,8 +18,11 @@ def rep_state(rep: Rep, *, now: datetime, max_age: timedelta) -> RepState:
         user_id=rep.user_id,
         opted_in=rep.opted_in,
         presence=presence,
+        dnd=rep.dnd,
         deleted=rep.deleted,
         is_bot=rep.is_bot,
+        is_excluded=rep.is_guest,
+        last_assigned_at=rep.last_assigned_at,
     )
 
 
@@ -36,5 +39,6 @@ def describe(reps: Iterable[Rep], *, now: datetime) -> str:
             if rep.presence_checked_at
             else "never"
         )
-        parts.append(f"{rep.user_id}={rep.presence}@{age}{'' if rep.opted_in else ',opted-out'}")
+        flags = ("" if rep.opted_in else ",opted-out") + (",dnd" if rep.dnd else "")
+        parts.append(f"{rep.user_id}={rep.presence}@{age}{flags}")
     return " ".join(parts) or "no reps"

@@ -20,6 +20,8 @@ from slackrouter.adapters.db.models import (
     Rep,
     SlackThread,
 )
+from slackrouter.adapters.mail import Mailer, MailError
+from slackrouter.adapters.mail_render import TranscriptLine, chat_email
 from slackrouter.adapters.slack import blocks
 from slackrouter.adapters.slack.gateway import PERMANENT_ERRORS, SlackGateway, slack_error
 from slackrouter.clock import Clock
@@ -27,6 +29,10 @@ from slackrouter.clock import Clock
 log = logging.getLogger(__name__)
 
 BATCH = 100
+
+
+class Undeliverable(Exception):
+    """No retry can deliver this item (e.g. the rep to email has no address)."""
 
 
 class NotYet(Exception):
@@ -43,12 +49,16 @@ class DeliveryWorker:
         self,
         sessions: async_sessionmaker[AsyncSession],
         slack: SlackGateway,
+        mailer: Mailer,
         *,
         clock: Clock,
         max_attempts: int,
+        mail_from: str,
     ) -> None:
         self._sessions = sessions
         self._slack = slack
+        self._mailer = mailer
+        self._mail_from = mail_from
         self._clock = clock
         self._max_attempts = max_attempts
         self._wake = asyncio.Event()
@@ -109,6 +119,13 @@ class DeliveryWorker:
                 held.add(key)
                 self._failed_attempt(item, slack_error(exc), now)
                 return 0
+            except Undeliverable as exc:
+                self._failed_attempt(item, str(exc), now, permanent=True)
+                return 0
+            except MailError as exc:
+                held.add(key)
+                self._failed_attempt(item, f"mail: {exc}", now)
+                return 0
             except (TimeoutError, OSError) as exc:
                 held.add(key)
                 self._failed_attempt(item, f"{type(exc).__name__}: {exc}", now)
@@ -117,10 +134,12 @@ class DeliveryWorker:
             item.done_at = now
             return 1
 
-    def _failed_attempt(self, item: OutboxItem, error: str, now: datetime) -> None:
+    def _failed_attempt(
+        self, item: OutboxItem, error: str, now: datetime, *, permanent: bool = False
+    ) -> None:
         item.attempts += 1
         item.last_error = error
-        if error in PERMANENT_ERRORS or item.attempts >= self._max_attempts:
+        if permanent or error in PERMANENT_ERRORS or item.attempts >= self._max_attempts:
             item.status = "failed"
             log.error(
                 "delivery failed for good item=%s kind=%s conversation=%s error=%s",
@@ -140,6 +159,9 @@ class DeliveryWorker:
             )
 
     async def _perform(self, session: AsyncSession, item: OutboxItem) -> None:
+        if item.kind == "email":
+            await self._email(session, item)
+            return
         thread = await session.get_one(SlackThread, item.thread_id)
         message = await session.get_one(Message, item.message_id)
         conversation = await session.get_one(Conversation, thread.conversation_id)
@@ -156,6 +178,8 @@ class DeliveryWorker:
                 page_url=conversation.page_url,
                 text=message.text,
                 explanation=str(conversation.routing.get("explanation", "")),
+                mention=tuple((item.payload or {}).get("mention", ())),
+                missed=conversation.routing_outcome != "routed",
             )
             assert thread.channel_id is not None
             ts = await self._slack.post_message(thread.channel_id, text=text, blocks=body)
@@ -173,6 +197,53 @@ class DeliveryWorker:
             item.result = {"channel": thread.channel_id, "ts": ts}
         else:
             raise ValueError(f"unknown outbox kind {item.kind!r}")
+
+    async def _email(self, session: AsyncSession, item: OutboxItem) -> None:
+        """Email the chat so far to the rep who follows it up (owner or offline fallback)."""
+        payload = item.payload or {}
+        conversation = await session.get_one(Conversation, item.conversation_id)
+        chatflow = await session.get_one(Chatflow, conversation.chatflow_id)
+        to_user = str(payload["to_user"])
+        rep = await session.get(Rep, (conversation.team_id, to_user))
+        address = rep.email if rep is not None else None
+        if not address:
+            profile = await self._slack.profile(to_user)
+            address = profile.email
+        if not address:
+            raise Undeliverable(f"{to_user} has no email address in Slack")
+        messages = await session.scalars(
+            select(Message)
+            .where(
+                Message.conversation_id == conversation.id,
+                Message.author.in_(("visitor", "rep")),
+                Message.deleted.is_(False),
+            )
+            .order_by(Message.id)
+        )
+        transcript = [
+            TranscriptLine(
+                author="Visitor" if m.author == "visitor" else "Rep",
+                text=m.text,
+                sent_at=m.created_at,
+            )
+            for m in messages
+        ]
+        email = chat_email(
+            to=address,
+            sender=self._mail_from,
+            chatflow_name=chatflow.name,
+            visitor_name=conversation.visitor_name,
+            visitor_email=conversation.visitor_email,
+            identity_verified=conversation.identity_verified,
+            page_url=conversation.page_url,
+            transcript=transcript,
+            reason=str(payload.get("reason") or "Nobody was available"),
+            conversation_id=conversation.id,
+            domain=self._mail_from.rsplit("@", 1)[-1].strip(">").strip() or "localhost",
+        )
+        await self._mailer.send(email)
+        item.result = {"to": address}
+        log.info("emailed conversation=%s to=%s", conversation.id, to_user)
 
     async def _dm_channel(self, session: AsyncSession, thread: SlackThread) -> str:
         """The rep's DM with the app, opened once and remembered."""

@@ -16,9 +16,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from slackrouter.adapters.db import repository as repo
-from slackrouter.adapters.db.models import Chatflow, Rep
+from slackrouter.adapters.db.models import Chatflow, Contact, Rep
 from slackrouter.adapters.slack.gateway import SlackGateway, slack_error
 from slackrouter.clock import Clock
+from slackrouter.services.directory import Directory
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class PresenceService:
         self,
         sessions: async_sessionmaker[AsyncSession],
         slack: SlackGateway,
+        directory: Directory,
         *,
         clock: Clock,
         calls_per_minute: int,
@@ -37,6 +39,7 @@ class PresenceService:
     ) -> None:
         self._sessions = sessions
         self._slack = slack
+        self._directory = directory
         self._clock = clock
         self._spacing = 60.0 / calls_per_minute
         self._calls_per_minute = calls_per_minute
@@ -44,19 +47,43 @@ class PresenceService:
         self._lock = asyncio.Lock()
 
     async def routed_reps(self) -> list[tuple[str, str]]:
-        """(team id, user id) of every rep on some chatflow's route, creating missing rows."""
+        """(team id, user id) of every rep some chat may go to: route users, members of route
+        teams, offline fallbacks, and owners of contacts where a chatflow rotates to owners.
+        Creates missing rows."""
         async with self._sessions() as session, session.begin():
             routes: dict[str, set[str]] = {}
+            owners_wanted: set[str] = set()
             for chatflow in await session.scalars(select(Chatflow)):
-                routes.setdefault(chatflow.team_id, set()).update(chatflow.route_users)
+                users = routes.setdefault(chatflow.team_id, set())
+                users.update(chatflow.route_users)
+                members = await self._directory.team_members(
+                    session, team_id=chatflow.team_id, refs=chatflow.route_teams
+                )
+                users.update(*members.values())
+                if chatflow.offline_fallback:
+                    users.add(chatflow.offline_fallback)
+                if chatflow.rotate_to_owner:
+                    owners_wanted.add(chatflow.team_id)
+            if owners_wanted:
+                rows = await session.execute(
+                    select(Contact.team_id, Contact.owner_user_id)
+                    .where(Contact.team_id.in_(owners_wanted), Contact.owner_user_id.is_not(None))
+                    .distinct()
+                )
+                for team_id, owner in rows:
+                    routes[team_id].add(owner)
             for team_id, users in routes.items():
                 await repo.ensure_reps(session, team_id, users)
         return sorted((team, user) for team, users in routes.items() for user in users)
 
     async def refresh(self, *, pace: bool = True) -> int:
-        """Poll the stalest reps' presence (and missing profiles); returns the calls made."""
+        """Poll the stalest reps' presence (and missing profiles), and everyone's Do Not
+        Disturb in batches of 50; returns the calls made."""
         async with self._lock:
             wanted = set(await self.routed_reps())
+            by_team: dict[str, list[str]] = {}
+            for team_id, user_id in sorted(wanted):
+                by_team.setdefault(team_id, []).append(user_id)
             async with self._sessions() as session:
                 reps = [
                     rep
@@ -72,6 +99,8 @@ class PresenceService:
                 if calls and pace:
                     await asyncio.sleep(self._spacing)
                 calls += await self._refresh_one(rep.team_id, rep.user_id)
+            for team_id, user_ids in by_team.items():
+                calls += await self._directory.refresh_dnd(team_id=team_id, user_ids=user_ids)
             return calls
 
     async def _refresh_one(self, team_id: str, user_id: str) -> int:
@@ -85,6 +114,7 @@ class PresenceService:
                     calls += 1
                     rep.name, rep.avatar_url = profile.name, profile.avatar_url
                     rep.is_bot, rep.deleted = profile.is_bot, profile.deleted
+                    rep.email, rep.is_guest = profile.email, profile.is_guest
                     rep.profile_checked_at = now
                 rep.presence = await self._slack.presence(user_id)
                 rep.presence_checked_at = self._clock()

@@ -18,6 +18,7 @@ from slackrouter.adapters.db.models import Chatflow, Conversation, Message, Rep
 from slackrouter.adapters.slack.gateway import SlackGateway
 from slackrouter.adapters.slack.text import slack_to_visitor_text, user_ids_in
 from slackrouter.clock import Clock
+from slackrouter.services import followups
 from slackrouter.services.notifier import FeedNotifier
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,11 @@ class Replies:
                 if is_note:
                     return "note"
                 if conversation.assignee is None:
+                    # In "all" mode the first rep to answer owns the chat; follow-ups stop.
                     conversation.assignee = reply.user_id
+                    await followups.cancel(
+                        session, conversation.id, followups.ESCALATION, followups.OFFLINE_EMAIL
+                    )
                 repo.add_feed(session, message, "message", now)
         except IntegrityError:
             return "duplicate"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import pytest
@@ -28,8 +29,8 @@ class Slack:
     client: AsyncWebClient
     url: str
 
-    def client_with(self, token: str | None, **kwargs: object) -> AsyncWebClient:
-        return AsyncWebClient(token=token, base_url=f"{self.url}/api/", **kwargs)  # type: ignore[arg-type]
+    def client_with(self, token: str | None, timeout: float = 30) -> AsyncWebClient:
+        return AsyncWebClient(token=token, base_url=f"{self.url}/api/", timeout=timeout)
 
 
 @pytest.fixture
@@ -142,9 +143,9 @@ async def test_form_encoded_blocks_are_read_like_json_ones(slack: Slack) -> None
 
 
 async def test_posting_needs_a_channel_the_app_is_in_and_some_text(slack: Slack) -> None:
-    async def error_of(**kwargs: object) -> str:
+    async def error_of(**kwargs: Any) -> str:
         with pytest.raises(SlackApiError) as error:
-            await slack.client.chat_postMessage(**kwargs)  # type: ignore[arg-type]
+            await slack.client.chat_postMessage(**kwargs)
         return str(error.value.response["error"])
 
     assert await error_of(channel="C404", text="x") == "channel_not_found"
@@ -177,6 +178,18 @@ async def test_update_delete_and_permalink(slack: Slack) -> None:
     )
     [message] = slack.fake.messages_in("C1")
     assert message["text"] == "Claimed" and "reply_count" not in message
+
+
+async def test_conversation_info_is_visible_for_public_channels_only(slack: Slack) -> None:
+    public = await slack.client.conversations_info(channel="C2")
+    with pytest.raises(SlackApiError) as private:
+        await slack.client.conversations_info(channel="C3")
+    with pytest.raises(SlackApiError) as history:
+        await slack.client.conversations_history(channel="C2")
+
+    assert (public["channel"]["name"], public["channel"]["is_member"]) == ("elsewhere", False)
+    assert private.value.response["error"] == "channel_not_found"
+    assert history.value.response["error"] == "not_in_channel"
 
 
 async def test_ephemeral_messages_stay_out_of_history(slack: Slack) -> None:
@@ -283,9 +296,9 @@ async def test_views_open_update_publish(slack: Slack) -> None:
     assert updated["view"]["id"] == opened["view"]["id"]
     assert home["view"]["type"] == "home" and slack.fake.home_views["U1"]["type"] == "home"
 
-    async def error_of(call: object) -> SlackApiError:
+    async def error_of(call: Awaitable[Any]) -> SlackApiError:
         with pytest.raises(SlackApiError) as error:
-            await call  # type: ignore[misc]
+            await call
         return error.value
 
     reused = await error_of(slack.client.views_open(trigger_id="1.2.abc", view=modal))

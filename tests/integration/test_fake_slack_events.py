@@ -230,7 +230,7 @@ async def test_sandbox_control_api(world: World) -> None:
         dnd = await http.post("/dnd", json={"user": "U1", "dnd": True})
         reply = await http.post(
             "/reply",
-            json={"user": "U1", "channel": "DU1", "thread_ts": parent["ts"], "text": "hello"},
+            json={"user": "U1", "channel": "DU1", "thread_ts": "latest", "text": "hello"},
         )
         reply_ts = reply.json()["ts"]
         edit = await http.post(
@@ -254,6 +254,7 @@ async def test_sandbox_control_api(world: World) -> None:
     assert world.receiver.events()[0]["dnd_status"]["dnd_enabled"] is True
     alice = next(u for u in state["users"] if u["id"] == "U1")
     assert (alice["presence"], alice["dnd"]) == ("away", True)
+    assert world.receiver.events()[1]["thread_ts"] == parent["ts"]
     dm = next(c for c in state["channels"] if c["id"] == "DU1")
     assert [m["text"] for m in dm["messages"]] == ["New chat"]
     assert [r["text"] for r in dm["messages"][0]["replies"]] == ["hello!"]
@@ -330,6 +331,8 @@ async def test_bolt_routes_every_kind_of_request(bolt: tuple[FakeSlack, AsyncApp
     fake.echo_bot_messages = True
     await app.client.chat_postMessage(channel="C1", text="ignored: the app's own post")
     await fake.user_posts("U1", "C1", "hello")
+    fake.add_user("UOTHER", "crm-bot", is_bot=True)
+    await fake.user_posts("UOTHER", "C1", "a lead was created")
     responses = [
         await sender.send_command("/chatrouting", "status", "U1"),
         await sender.send_interaction(
@@ -352,9 +355,11 @@ async def test_bolt_routes_every_kind_of_request(bolt: tuple[FakeSlack, AsyncApp
     ]
 
     assert [r.status_code for r in responses] == [200] * 4
-    assert [d.status for d in fake.deliveries] == [200, 200]
+    assert [d.status for d in fake.deliveries] == [200, 200, 200]
+    assert fake.deliveries[2].envelope["event"]["bot_id"] == "BOTHER"
     assert seen == [
         "message from U1: hello",
+        "message from UOTHER: a lead was created",
         "command status",
         "claim conv-1 in C1",
         "saved Pricing",

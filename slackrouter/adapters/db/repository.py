@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -113,12 +114,14 @@ def add_outbox(
     team_id: str,
     kind: str,
     conversation_id: str,
-    thread_id: int,
-    message_id: int,
+    thread_id: int | None,
+    message_id: int | None,
     now: datetime,
+    payload: dict[str, Any] | None = None,
 ) -> None:
     session.add(
         OutboxItem(
+            payload=payload,
             team_id=team_id,
             kind=kind,
             conversation_id=conversation_id,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from slackrouter.handlers.events import messages
+from slackrouter.handlers.events import dnd, messages
+from slackrouter.services.directory import Directory
 from slackrouter.services.replies import Replies
 
 
-def register(app: AsyncApp, *, replies: Replies) -> None:
+def register(app: AsyncApp, *, replies: Replies, directory: Directory) -> None:
     messages.register(app, replies=replies)
+    dnd.register(app, directory=directory)

@@ -1,0 +1,121 @@
+"""Gather what a routing decision needs from the database, and ask the pure core to decide."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from slackrouter.adapters.db import repository as repo
+from slackrouter.adapters.db.models import Chatflow, Rep
+from slackrouter.adapters.db.models import Contact as ContactRow
+from slackrouter.routing import (
+    AssignmentMode,
+    ChatflowRouting,
+    Contact,
+    Decision,
+    Outcome,
+    RoutingRequest,
+    Rule,
+    WeeklyHours,
+    decide,
+)
+from slackrouter.services.availability import describe, snapshot
+from slackrouter.services.contacts import Contacts
+from slackrouter.services.directory import Directory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Routed:
+    decision: Decision
+    reps: dict[str, Rep]
+    contact: ContactRow | None
+    away_message: str | None
+
+    @property
+    def explanation(self) -> str:
+        names = {uid: rep.name for uid, rep in self.reps.items() if rep.name}
+        return self.decision.explain(names)
+
+
+def weekly_hours(chatflow: Chatflow) -> WeeklyHours | None:
+    if not chatflow.hours:
+        return None
+    return WeeklyHours.from_mapping(
+        chatflow.hours.get("days") or {}, timezone=chatflow.hours.get("timezone") or "UTC"
+    )
+
+
+def away_text(chatflow: Chatflow, decision: Decision) -> str:
+    """What the visitor reads when nobody will answer now."""
+    if decision.rule is Rule.OUTSIDE_HOURS:
+        return chatflow.out_of_hours_message
+    return chatflow.away_message
+
+
+class Router:
+    def __init__(self, directory: Directory, contacts: Contacts, *, max_age: float) -> None:
+        self._directory = directory
+        self._contacts = contacts
+        self._max_age = timedelta(seconds=max_age)
+
+    async def route(
+        self,
+        session: AsyncSession,
+        chatflow: Chatflow,
+        *,
+        visitor_id: str,
+        verified_email: str | None,
+        now: datetime,
+        exclude: Iterable[str] = (),
+        contact: ContactRow | None = None,
+        lookup_contact: bool = True,
+    ) -> Routed:
+        """Decide who gets a chat now, from cached presence, DND, teams and the contact."""
+        members = await self._directory.team_members(
+            session, team_id=chatflow.team_id, refs=chatflow.route_teams
+        )
+        if contact is None and lookup_contact:
+            contact = await self._contacts.find_for_visitor(
+                session,
+                team_id=chatflow.team_id,
+                visitor_id=visitor_id,
+                verified_email=verified_email,
+            )
+        user_ids = set(chatflow.route_users).union(*members.values())
+        if contact is not None and contact.owner_user_id:
+            user_ids.add(contact.owner_user_id)
+        reps = await repo.reps_by_id(session, chatflow.team_id, user_ids)
+        request = RoutingRequest(
+            chatflow=ChatflowRouting(
+                route_users=tuple(chatflow.route_users),
+                route_teams=tuple(chatflow.route_teams),
+                team_members=members,
+                assignment=AssignmentMode(chatflow.assignment),
+                rotate_to_owner=chatflow.rotate_to_owner,
+                offline_fallback=chatflow.offline_fallback,
+                hours=weekly_hours(chatflow),
+                has_channel=chatflow.channel_id is not None,
+            ),
+            reps=snapshot(reps.values(), now=now, max_age=self._max_age),
+            now=now,
+            contact=Contact(owner=contact.owner_user_id) if contact is not None else None,
+            exclude=frozenset(exclude),
+        )
+        decision = decide(request)
+        log.info(
+            "routing chatflow=%s team=%s outcome=%s rule=%s notify=%s presence=[%s]",
+            chatflow.id,
+            chatflow.team_id,
+            decision.outcome.value,
+            decision.rule.value,
+            ",".join(decision.notify) or "-",
+            describe(reps.values(), now=now),
+        )
+        away = None if decision.outcome is Outcome.ROUTED else away_text(chatflow, decision)
+        return Routed(decision=decision, reps=reps, contact=contact, away_message=away)
