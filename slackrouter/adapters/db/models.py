@@ -71,6 +71,8 @@ class Chatflow(Base):
     channel_id: Mapped[str | None] = mapped_column(String(20))  # set: post there, not in DMs
     escalation_seconds: Mapped[int] = mapped_column(Integer, default=120)
     hours: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # {"timezone", "days": {...}}
+    # The website widget's look: colours, position and texts (see the widget's README section).
+    widget: Mapped[dict[str, Any]] = mapped_column(default=dict)
     out_of_hours_message: Mapped[str] = mapped_column(
         Text, default="We're closed right now. Leave your email and we'll get back to you."
     )
