@@ -15,7 +15,7 @@ from tests.conftest import Database
 async def test_migrations_match_the_models(database: Database) -> None:
     engine = create_engine(database.url, schema=database.schema)
     try:
-        assert sorted(await pending_revisions(engine)) == ["0001", "0002", "0003"]
+        assert sorted(await pending_revisions(engine)) == ["0001", "0002", "0003", "0004"]
         await upgrade(engine)
         assert await pending_revisions(engine) == []
 

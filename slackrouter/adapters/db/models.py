@@ -71,6 +71,8 @@ class Chatflow(Base):
     channel_id: Mapped[str | None] = mapped_column(String(20))  # set: post there, not in DMs
     escalation_seconds: Mapped[int] = mapped_column(Integer, default=120)
     hours: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # {"timezone", "days": {...}}
+    # Where each rep reply (and close) is POSTed, signed with the signing secret; None: nowhere.
+    webhook_url: Mapped[str | None] = mapped_column(String(2000))
     # The website widget's look: colours, position and texts (see the widget's README section).
     widget: Mapped[dict[str, Any]] = mapped_column(default=dict)
     out_of_hours_message: Mapped[str] = mapped_column(
