@@ -16,24 +16,38 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from slackrouter.adapters.db.database import create_engine, session_factory
 from slackrouter.adapters.db.migrate import upgrade
 from slackrouter.adapters.mail import Mailer, MboxMailer, SmtpMailer
-from slackrouter.adapters.slack.gateway import SlackGateway, create_client
+from slackrouter.adapters.slack.connection import connect_slack
+from slackrouter.adapters.slack.gateway import SlackGateway
 from slackrouter.clock import Clock, utcnow
 from slackrouter.config import Settings
-from slackrouter.handlers import register_listeners
+from slackrouter.handlers import installs, register_listeners
+from slackrouter.handlers.surfaces import Surfaces
+from slackrouter.services.admins import Admins
+from slackrouter.services.chat_actions import ChatActions
+from slackrouter.services.chat_updates import UPDATE_PARENT, ParentUpdater
+from slackrouter.services.chatflow_admin import ChatflowAdmin
 from slackrouter.services.contacts import Contacts
 from slackrouter.services.conversations import ConversationReader
 from slackrouter.services.delivery import DeliveryWorker
 from slackrouter.services.directory import Directory
-from slackrouter.services.notifier import FeedNotifier
+from slackrouter.services.email_delivery import ChatMailer
+from slackrouter.services.home import HomeTabs
+from slackrouter.services.notifier import FeedNotifier, PostgresFeedBridge
+from slackrouter.services.overview import Overview
+from slackrouter.services.pacing import ChannelPacer
 from slackrouter.services.presence import PresenceService
 from slackrouter.services.replies import Replies
 from slackrouter.services.router import Router
+from slackrouter.services.slack_delivery import SlackPoster
 from slackrouter.services.timers import TimerWorker
 from slackrouter.services.visitor_messages import VisitorMessages
+from slackrouter.services.webhooks import WebhookSender
+from slackrouter.services.workspaces import Workspaces
 
 log = logging.getLogger(__name__)
 
 USERGROUP_REFRESH_MINUTES = 15
+HOME_SWEEP_SECONDS = 30.0
 
 
 @dataclass
@@ -58,16 +72,24 @@ class Runtime:
     mailer: Mailer
     bolt: AsyncApp
     scheduler: AsyncIOScheduler
+    home: HomeTabs
+    db_schema: str | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _bridge: PostgresFeedBridge | None = None
 
     async def migrate(self) -> None:
         await upgrade(self.engine)
 
     async def start(self) -> None:
         """Start delivery, the presence poller and (with an app token) the Socket Mode link."""
+        if self.engine.dialect.name == "postgresql":
+            dsn = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            self._bridge = PostgresFeedBridge(dsn, self.notifier, schema=self.db_schema)
+            await self._bridge.start()
         self._tasks.append(
             asyncio.create_task(self.delivery.run_forever(self.settings.delivery_poll_interval))
         )
+        self._tasks.append(asyncio.create_task(self.home.run_forever(HOME_SWEEP_SECONDS)))
         self.scheduler.add_job(
             self.presence.refresh,
             "interval",
@@ -120,6 +142,8 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self._bridge is not None:
+            await self._bridge.stop()
         await self.engine.dispose()
 
 
@@ -140,29 +164,71 @@ def build(settings: Settings, *, clock: Clock = utcnow, db_schema: str | None = 
     """Build the app from settings; nothing connects until it is used or started."""
     engine = create_engine(settings.database_url, schema=db_schema)
     sessions = session_factory(engine)
-    client = create_client(settings.slack_bot_token, settings.slack_api_url)
-    slack = SlackGateway(client)
+    connection = connect_slack(settings, engine)  # one bot token, or OAuth for many workspaces
+    client, slack = connection.client, connection.gateway
     notifier = FeedNotifier()
     mailer = create_mailer(settings)
+    poster = SlackPoster(slack, ChannelPacer())
     delivery = DeliveryWorker(
         sessions,
-        slack,
-        mailer,
+        {
+            "post_parent": poster.post_parent,
+            "post_reply": poster.post_reply,
+            "email": ChatMailer(slack, mailer, mail_from=settings.mail_from).send,
+            "webhook": WebhookSender().send,
+            UPDATE_PARENT: ParentUpdater(slack).update_parent,
+        },
         clock=clock,
         max_attempts=settings.delivery_max_attempts,
-        mail_from=settings.mail_from,
     )
     directory = Directory(sessions, slack, clock=clock)
     contacts = Contacts(sessions, slack, clock=clock)
     router = Router(directory, contacts, max_age=settings.presence_max_age)
-    replies = Replies(sessions, notifier, slack, clock=clock)
+    replies = Replies(sessions, notifier, slack, clock=clock, on_outbox=delivery.wake)
     bolt = AsyncApp(
         signing_secret=settings.slack_signing_secret,
         client=client,
         process_before_response=True,
         raise_error_for_unhandled_request=False,
+        **connection.bolt_options,
     )
-    register_listeners(bolt, replies=replies, directory=directory)
+    installs.register(
+        bolt, workspaces=Workspaces(sessions, slack, connection.installations), slack=slack
+    )
+    presence = PresenceService(
+        sessions,
+        slack,
+        directory,
+        clock=clock,
+        calls_per_minute=settings.presence_calls_per_minute,
+        max_age=settings.presence_max_age,
+    )
+    admins = Admins(slack, listed=settings.slackrouter_admins)
+    overview = Overview(sessions, slack, clock=clock, max_age=settings.presence_max_age)
+    home = HomeTabs(overview, slack, admins)
+    chats = ChatActions(
+        sessions,
+        notifier,
+        router,
+        directory,
+        presence,
+        admins,
+        replies,
+        clock=clock,
+        on_outbox=delivery.wake,
+        on_change=home.changed,
+    )
+    surfaces = Surfaces(
+        slack=slack,
+        admins=admins,
+        chatflows=ChatflowAdmin(sessions, clock=clock),
+        directory=directory,
+        presence=presence,
+        overview=overview,
+        home=home,
+        chats=chats,
+    )
+    register_listeners(bolt, replies=replies, directory=directory, surfaces=surfaces)
     return Runtime(
         settings=settings,
         engine=engine,
@@ -181,19 +247,14 @@ def build(settings: Settings, *, clock: Clock = utcnow, db_schema: str | None = 
         replies=replies,
         reader=ConversationReader(sessions, notifier),
         delivery=delivery,
-        presence=PresenceService(
-            sessions,
-            slack,
-            directory,
-            clock=clock,
-            calls_per_minute=settings.presence_calls_per_minute,
-            max_age=settings.presence_max_age,
-        ),
+        presence=presence,
         directory=directory,
         contacts=contacts,
         router=router,
         timers=TimerWorker(sessions, router, notifier, clock=clock, on_outbox=delivery.wake),
         mailer=mailer,
+        db_schema=db_schema,
         bolt=bolt,
         scheduler=AsyncIOScheduler(timezone="UTC"),
+        home=home,
     )

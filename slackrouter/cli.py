@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from dotenv import load_dotenv
 
@@ -97,6 +98,128 @@ async def _chatflows(settings: Settings, args: argparse.Namespace) -> None:
         await runtime.engine.dispose()
 
 
+async def _contacts_import(settings: Settings, path: str) -> int:
+    from slack_sdk.errors import SlackApiError
+
+    from slackrouter.adapters.slack.gateway import slack_error
+    from slackrouter.bootstrap import build
+    from slackrouter.clock import utcnow
+    from slackrouter.services.contacts_import import ImportFailed, import_csv
+
+    settings.require_slack()
+    runtime = build(settings)
+    try:
+        await runtime.migrate()
+        team_id = await runtime.slack.team_id()
+
+        def progress(done: int, total: int) -> None:
+            print(f"\r  {done:,} of {total:,} rows", end="", file=sys.stderr, flush=True)
+
+        try:
+            report = await import_csv(
+                path,
+                sessions=runtime.sessions,
+                slack=runtime.slack,
+                team_id=team_id,
+                clock=utcnow,
+                progress=progress,
+            )
+        except SlackApiError as exc:
+            print(file=sys.stderr)
+            print(
+                f"slackrouter: nothing imported: Slack could not check the owners "
+                f"({slack_error(exc)}); try again later",
+                file=sys.stderr,
+            )
+            return 1
+        except ImportFailed as failed:
+            print(file=sys.stderr)
+            print(f"slackrouter: nothing imported from {path}:", file=sys.stderr)
+            for error in failed.errors:
+                print(f"  {error}", file=sys.stderr)
+            return 1
+        print(file=sys.stderr)
+        print(
+            f"imported {path}: {report.created} contacts created, {report.updated} updated, "
+            f"{report.tokens_linked} visitor ids linked"
+        )
+        return 0
+    finally:
+        await runtime.engine.dispose()
+
+
+async def _export_routing(settings: Settings, team_id: str | None) -> tuple[str, str]:
+    """(workspace, text) of the routing file; the only workspace in the database by default."""
+    from slackrouter.adapters.db.database import create_engine, session_factory
+    from slackrouter.adapters.db.migrate import upgrade
+    from slackrouter.services.routing_file import export_routing, workspaces
+
+    engine = create_engine(settings.database_url)
+    try:
+        await upgrade(engine)
+        sessions = session_factory(engine)
+        if team_id is None:
+            found = await workspaces(sessions)
+            if len(found) != 1:
+                raise SettingsError(
+                    "--workspace: the database has "
+                    + (f"{len(found)} workspaces ({', '.join(found)})" if found else "none")
+                    + "; name the one to export"
+                )
+            team_id = found[0]
+        return team_id, await export_routing(sessions, team_id=team_id)
+    finally:
+        await engine.dispose()
+
+
+async def _apply_routing(settings: Settings, text: str, path: str) -> int:
+    from slackrouter.adapters.db.database import create_engine, session_factory
+    from slackrouter.adapters.db.migrate import upgrade
+    from slackrouter.clock import utcnow
+    from slackrouter.services.routing_file import RoutingFileInvalid, apply_routing
+
+    engine = create_engine(settings.database_url)
+    try:
+        await upgrade(engine)
+        try:
+            report = await apply_routing(session_factory(engine), text=text, clock=utcnow)
+        except RoutingFileInvalid as invalid:
+            print(f"slackrouter: nothing applied from {path}:", file=sys.stderr)
+            for problem in invalid.problems:
+                print(f"  {problem}", file=sys.stderr)
+            return 1
+    finally:
+        await engine.dispose()
+    for label, names in (
+        ("created", report.created),
+        ("updated", report.updated),
+        ("unchanged", report.unchanged),
+        ("not in the file, left as they are", report.not_in_file),
+    ):
+        if names:
+            print(f"{label}: {', '.join(names)}")
+    for name, secret in report.new_secrets.items():
+        print(f"new signing secret of {name} (shown once): {secret}")
+    return 0
+
+
+def _routing_file(settings: Settings, args: argparse.Namespace) -> int:
+    """`chatflows export FILE` and `chatflows apply FILE`: the routing as a reviewable file."""
+    if args.action == "export":
+        team_id, text = asyncio.run(_export_routing(settings, args.workspace))
+        if args.file == "-":
+            sys.stdout.write(text)
+        else:
+            Path(args.file).write_text(text, encoding="utf-8")
+            print(f"exported the routing of {team_id} to {args.file}")
+        return 0
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(f"{args.file}: {exc.strerror or exc}") from None
+    return asyncio.run(_apply_routing(settings, text, args.file))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slackrouter", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -104,7 +227,7 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run everything locally with a sandbox Slack")
     demo.add_argument("--port", type=int, default=8000, help="the app's port (default 8000)")
     commands.add_parser("migrate", help="apply database migrations")
-    chatflows = commands.add_parser("chatflows", help="add or list chatflows")
+    chatflows = commands.add_parser("chatflows", help="add, list, export or apply chatflows")
     actions = chatflows.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="list chatflows")
     add = actions.add_parser("add", help="add a chatflow routed to some Slack users")
@@ -112,6 +235,22 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--route", required=True, help="Slack user ids, comma-separated")
     add.add_argument("--away-message")
     add.add_argument("--welcome-message")
+    export = actions.add_parser(
+        "export", help="write the workspace's teams and chatflows to a YAML file (- for stdout)"
+    )
+    export.add_argument("file")
+    export.add_argument("--workspace", help="the Slack workspace id (T…); needed if several")
+    apply = actions.add_parser(
+        "apply", help="make the routing what a YAML file says; checked first, all or nothing"
+    )
+    apply.add_argument("file")
+    contacts = commands.add_parser("contacts", help="manage known visitors and their owners")
+    contact_actions = contacts.add_subparsers(dest="action", required=True)
+    importer = contact_actions.add_parser(
+        "import",
+        help="import contacts from a CSV file (email,name,owner,visitor_ids); all or nothing",
+    )
+    importer.add_argument("file")
     return parser
 
 
@@ -130,8 +269,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(run_demo(settings, port=args.port))
         elif args.command == "migrate":
             asyncio.run(_migrate(settings))
+        elif args.command == "chatflows" and args.action in ("export", "apply"):
+            return _routing_file(settings, args)
         elif args.command == "chatflows":
             asyncio.run(_chatflows(settings, args))
+        elif args.command == "contacts":
+            return asyncio.run(_contacts_import(settings, args.file))
     except SettingsError as exc:
         print(f"slackrouter: error: {exc}", file=sys.stderr)
         return 2

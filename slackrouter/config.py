@@ -49,17 +49,34 @@ class Settings:
     mbox_path: str = "./var/mail.mbox"
     email_debounce_seconds: float = 180.0
     timer_poll_interval: float = 1.0
+    rate_limit_per_visitor: int = 30
+    rate_limit_per_ip: int = 300
+    slackrouter_admins: frozenset[str] = frozenset()
+    slack_client_id: str | None = None
+    slack_client_secret: str | None = None
+    slack_scopes: tuple[str, ...] = ()  # empty: the bot scopes of manifest.yml
+    slack_token_encryption_key: str | None = None
 
     @property
     def socket_mode(self) -> bool:
         """Socket Mode when an app-level token is set; HTTP mode (/slack/events) otherwise."""
         return bool(self.slack_app_token)
 
+    @property
+    def oauth(self) -> bool:
+        """OAuth distribution (many workspaces, a bot token each) instead of one bot token."""
+        return bool(self.slack_client_id or self.slack_client_secret)
+
     def require_slack(self) -> None:
         """Check the settings `slackrouter run` needs to talk to a real Slack."""
-        if not self.slack_bot_token:
-            raise SettingsError("SLACK_BOT_TOKEN: missing; expected the bot token (xoxb-...)")
-        if not self.slack_bot_token.startswith("xoxb-"):
+        if self.oauth:
+            _require_oauth(self)
+        elif not self.slack_bot_token:
+            raise SettingsError(
+                "SLACK_BOT_TOKEN: missing; expected the bot token (xoxb-...), or "
+                "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET to install into many workspaces"
+            )
+        elif not self.slack_bot_token.startswith("xoxb-"):
             raise SettingsError("SLACK_BOT_TOKEN: expected a bot token starting with 'xoxb-'")
         if not self.slack_signing_secret:
             raise SettingsError(
@@ -70,6 +87,36 @@ class Settings:
             raise SettingsError(
                 "SLACK_APP_TOKEN: expected an app-level token starting with 'xapp-'"
             )
+
+
+def _require_oauth(settings: Settings) -> None:
+    if not settings.slack_client_id:
+        raise SettingsError("SLACK_CLIENT_ID: missing; expected the app's Client ID")
+    if not settings.slack_client_secret:
+        raise SettingsError("SLACK_CLIENT_SECRET: missing; expected the app's Client Secret")
+    if settings.slack_bot_token:
+        raise SettingsError(
+            "SLACK_BOT_TOKEN: leave it empty with SLACK_CLIENT_ID; OAuth stores a token for "
+            "each workspace that installs the app"
+        )
+
+
+def _encryption_key(raw: str | None) -> str | None:
+    """Fernet keys, comma-separated: the first encrypts, any of them decrypts (key rotation)."""
+    if raw is None:
+        return None
+    from cryptography.fernet import Fernet
+
+    for key in raw.split(","):
+        try:
+            Fernet(key.strip())
+        except (ValueError, TypeError):
+            raise SettingsError(
+                "SLACK_TOKEN_ENCRYPTION_KEY: expected Fernet keys (32 url-safe base64 bytes), "
+                "comma-separated; make one with `python -c \"from cryptography.fernet import "
+                "Fernet; print(Fernet.generate_key().decode())\"`"
+            ) from None
+    return raw
 
 
 def _number(name: str, raw: str, cast: Callable[[str], T], low: float, high: float) -> T:
@@ -124,6 +171,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     smtp_security = (text("SMTP_SECURITY") or "starttls").lower()
     if smtp_security not in {"starttls", "tls", "none"}:
         raise SettingsError(f"SMTP_SECURITY: expected starttls, tls or none, got {smtp_security!r}")
+    admins = frozenset(
+        user_id.strip() for user_id in (text("SLACKROUTER_ADMINS") or "").split(",")
+    ) - {""}
+    for user_id in sorted(admins):
+        if not (user_id[:1] in {"U", "W"} and user_id.isalnum()):
+            raise SettingsError(
+                f"SLACKROUTER_ADMINS: expected Slack user ids (U… or W…), got {user_id!r}"
+            )
     mail_from = text("MAIL_FROM") or Settings.mail_from
     if "@" not in mail_from:
         raise SettingsError(f"MAIL_FROM: expected an email address, got {mail_from!r}")
@@ -153,6 +208,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         mbox_path=text("MBOX_PATH") or Settings.mbox_path,
         email_debounce_seconds=num("EMAIL_DEBOUNCE_SECONDS", float, 180.0, 0, 86_400),
         timer_poll_interval=num("TIMER_POLL_INTERVAL", float, 1.0, 0.05, 60),
+        rate_limit_per_visitor=num("RATE_LIMIT_PER_VISITOR", int, 30, 1, 100_000),
+        rate_limit_per_ip=num("RATE_LIMIT_PER_IP", int, 300, 1, 1_000_000),
+        slackrouter_admins=admins,
+        slack_client_id=text("SLACK_CLIENT_ID"),
+        slack_client_secret=text("SLACK_CLIENT_SECRET"),
+        slack_scopes=tuple(
+            scope.strip() for scope in (text("SLACK_SCOPES") or "").split(",") if scope.strip()
+        ),
+        slack_token_encryption_key=_encryption_key(text("SLACK_TOKEN_ENCRYPTION_KEY")),
     )
 
 

@@ -1,46 +1,63 @@
 """The ASGI app: the visitor API (v1) and Slack's HTTP endpoint, served by uvicorn."""
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from sse_starlette.sse import EventSourceResponse
 
 from slackrouter.adapters.db import repository as repo
+from slackrouter.adapters.slack.connection import INSTALL_PATH, REDIRECT_PATH
 from slackrouter.api import signing
+from slackrouter.api.contacts import contacts_router
+from slackrouter.api.cors import VisitorApiCors
 from slackrouter.api.limits import BodySizeLimit
+from slackrouter.api.operations import operations_router
+from slackrouter.api.ratelimit import SlidingWindowLimiter
 from slackrouter.api.schemas import (
     AgentOut,
+    EmailIn,
     ErrorOut,
     FeedMessage,
     FeedOut,
+    GreetingOut,
     MessageAccepted,
     MessageIn,
+    WidgetOut,
 )
+from slackrouter.api.widget import widget_router
 from slackrouter.bootstrap import Runtime
+from slackrouter.clock import utcnow
 from slackrouter.services.conversations import ConversationNotFound, FeedPage
+from slackrouter.services.greeting import greet
 from slackrouter.services.visitor_messages import UnknownChatflow, VisitorMessageIn
 
 STREAM_WAIT = 15.0
+T = TypeVar("T")
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut} for code in (400, 401, 404, 413, 422)
+    code: {"model": ErrorOut} for code in (400, 401, 404, 413, 422, 429)
 }
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, error: str, message: str) -> None:
+    def __init__(
+        self, status: int, error: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
-        self.status, self.error, self.message = status, error, message
+        self.status, self.error, self.message, self.headers = status, error, message, headers
 
 
-def _error(status: int, error: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": error, "message": message}, status_code=status)
+def _error(
+    status: int, error: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": error, "message": message}, status_code=status, headers=headers)
 
 
 def _feed(page: FeedPage) -> FeedOut:
@@ -61,6 +78,25 @@ def _bearer(authorization: str | None, token: str | None) -> str:
     raise ApiError(401, "missing_token", "send the conversation token as 'Authorization: Bearer …'")
 
 
+async def _unless_client_leaves(request: Request, work: Awaitable[T]) -> T | None:
+    """`work`'s result, or None as soon as the client hangs up: a long-poll from a closed tab
+    must not hold the server (nor its graceful shutdown) for the rest of its wait."""
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    job, gone = asyncio.ensure_future(work), asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({job, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (job, gone):
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(job, gone, return_exceptions=True)
+    return None if job.cancelled() else job.result()
+
+
 def create_api(runtime: Runtime) -> FastAPI:
     """The whole HTTP surface; its lifespan starts and stops the runtime's background work."""
 
@@ -79,10 +115,14 @@ def create_api(runtime: Runtime) -> FastAPI:
         lifespan=lifespan,
     )
     slack_handler = AsyncSlackRequestHandler(runtime.bolt)
+    # Server-to-server calls come from the site's few backend addresses: only browsers are
+    # limited per IP; every visitor is limited per visitor id.
+    per_ip = SlidingWindowLimiter(runtime.settings.rate_limit_per_ip)
+    per_visitor = SlidingWindowLimiter(runtime.settings.rate_limit_per_visitor)
 
     @api.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status, exc.error, exc.message)
+        return _error(exc.status, exc.error, exc.message, exc.headers)
 
     @api.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -112,6 +152,16 @@ def create_api(runtime: Runtime) -> FastAPI:
         x_slackrouter_signature: Annotated[str | None, Header()] = None,
     ) -> Any:
         signed = x_slackrouter_timestamp is not None or x_slackrouter_signature is not None
+        client_ip = request.client.host if request.client else "unknown"
+        wait = per_ip.hit(client_ip) if not signed else 0.0
+        wait = wait or per_visitor.hit(f"{public_key}:{message.visitor_id}")
+        if wait:
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"too many messages; try again in {wait:.0f} s",
+                headers={"Retry-After": str(max(1, round(wait)))},
+            )
         if signed:
             async with runtime.sessions() as session:
                 chatflow = await repo.chatflow_by_key(session, public_key)
@@ -148,6 +198,56 @@ def create_api(runtime: Runtime) -> FastAPI:
         )
 
     @api.get(
+        "/v1/chatflows/{public_key}/greeting",
+        response_model=GreetingOut,
+        responses=ERRORS,
+        summary="Who would answer now, before the visitor writes",
+        description="With `visitor_id`, a known contact's owner is shown where the chatflow "
+        "routes owned visitors to their owner.",
+    )
+    async def get_greeting(
+        public_key: str,
+        visitor_id: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> GreetingOut:
+        try:
+            greeting = await greet(
+                runtime.sessions,
+                runtime.router,
+                public_key=public_key,
+                visitor_id=visitor_id,
+                clock=utcnow,
+            )
+        except UnknownChatflow:
+            raise ApiError(404, "unknown_chatflow", "no chatflow has this public key") from None
+        return GreetingOut(
+            status=greeting.status,  # type: ignore[arg-type]
+            agents=[AgentOut(name=a.name, avatar_url=a.avatar_url) for a in greeting.agents],
+            welcome_message=greeting.welcome_message,
+            away_message=greeting.away_message,
+            widget=WidgetOut.model_validate(greeting.widget, from_attributes=True),
+        )
+
+    @api.post(
+        "/v1/conversations/{conversation_id}/email",
+        status_code=204,
+        responses=ERRORS,
+        summary="Leave an email address, so a rep can answer by email",
+    )
+    async def leave_email(
+        conversation_id: str,
+        body: EmailIn,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> Response:
+        token = _bearer(authorization, None)
+        try:
+            await runtime.reader.leave_email(conversation_id, token, body.email)
+        except ConversationNotFound:
+            raise ApiError(
+                404, "unknown_conversation", "no conversation with this id and token"
+            ) from None
+        return Response(status_code=204)
+
+    @api.get(
         "/v1/conversations/{conversation_id}/messages",
         response_model=FeedOut,
         responses=ERRORS,
@@ -155,17 +255,22 @@ def create_api(runtime: Runtime) -> FastAPI:
     )
     async def read_messages(
         conversation_id: str,
+        request: Request,
         after: Annotated[int, Query(ge=0)] = 0,
         wait: Annotated[float, Query(ge=0, le=runtime.settings.max_wait_seconds)] = 0,
         authorization: Annotated[str | None, Header()] = None,
-    ) -> FeedOut:
+    ) -> FeedOut | Response:
         token = _bearer(authorization, None)
         try:
-            page = await runtime.reader.read(conversation_id, token, after=after, wait=wait)
+            page = await _unless_client_leaves(
+                request, runtime.reader.read(conversation_id, token, after=after, wait=wait)
+            )
         except ConversationNotFound:
             raise ApiError(
                 404, "unknown_conversation", "no conversation with this id and token"
             ) from None
+        if page is None:
+            return Response(status_code=204)  # nobody is listening any more
         return _feed(page)
 
     @api.get(
@@ -214,5 +319,16 @@ def create_api(runtime: Runtime) -> FastAPI:
     async def slack_events(request: Request) -> Any:
         return await slack_handler.handle(request)
 
+    if runtime.settings.oauth:
+        # OAuth distribution: Bolt serves the install page and finishes installs.
+        @api.get(INSTALL_PATH, include_in_schema=False)
+        @api.get(REDIRECT_PATH, include_in_schema=False)
+        async def slack_oauth(request: Request) -> Any:
+            return await slack_handler.handle(request)
+
+    api.include_router(operations_router(runtime))
+    api.include_router(contacts_router(runtime))
+    api.include_router(widget_router())
     api.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_body_bytes)
+    api.add_middleware(VisitorApiCors)
     return api

@@ -62,11 +62,37 @@ class MessageAccepted(BaseModel):
     duplicate: bool = Field(description="True when this client_message_id was seen before")
 
 
+class WidgetOut(BaseModel):
+    """The chatflow's widget look, defaults filled in."""
+
+    color: str = Field(description="Launcher, header and the visitor's bubbles (#rrggbb or #rgb)")
+    text_color: str = Field(description="Text on `color`")
+    position: Literal["right", "left"] = Field(description="Corner of the page")
+    title: str
+    launcher_label: str
+    placeholder: str
+    email_prompt: str = Field(description="Asks for an email address when nobody is available")
+
+
+class GreetingOut(BaseModel):
+    status: Literal["routed", "away"] = Field(description="Would a chat started now be answered?")
+    agents: list[AgentOut] = Field(description="Who would answer: the owner, or the reps")
+    welcome_message: str
+    away_message: str | None
+    widget: WidgetOut
+
+
+class EmailIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: Text = Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
 class FeedMessage(BaseModel):
     cursor: int
     type: Literal["message", "message_changed", "message_deleted"]
     message_id: int
-    author: Literal["visitor", "rep"]
+    author: Literal["visitor", "rep", "system"]
     author_name: str | None
     author_avatar_url: str | None
     text: str | None = Field(description="None once the message was withdrawn")

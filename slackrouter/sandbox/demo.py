@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import html
 import secrets
+from pathlib import Path
+from string import Template
 
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import select
 
 from slackrouter.adapters.db.models import Chatflow
@@ -24,6 +29,8 @@ REPS = (
     ("U0CAROL", "carol", "Carol Rep", "away"),
 )
 CHATFLOW = "Website (demo)"
+WIDGET_LOOK = {"title": "Demo Co", "launcher_label": "Questions? Chat with us"}
+DEMO_PAGE = Path(__file__).parent / "static" / "demo.html"
 
 
 def sandbox_workspace() -> FakeSlack:
@@ -48,19 +55,43 @@ async def demo_chatflow(runtime: Runtime, team_id: str) -> Chatflow:
         )
     if existing is not None:
         return existing
-    spec = ChatflowSpec(name=CHATFLOW, route_users=tuple(r[0] for r in REPS))
+    spec = ChatflowSpec(name=CHATFLOW, route_users=tuple(r[0] for r in REPS), widget=WIDGET_LOOK)
     return await create_chatflow(runtime.sessions, team_id=team_id, spec=spec, clock=utcnow)
+
+
+def demo_page(*, widget_src: str, public_key: str, sandbox_url: str) -> str:
+    """The demo's website: a shop's page with the widget embedded by its one script tag."""
+    values = {"widget_src": widget_src, "chatflow": public_key, "sandbox_url": sandbox_url}
+    return Template(DEMO_PAGE.read_text()).substitute(
+        {name: html.escape(value) for name, value in values.items()}
+    )
+
+
+def add_demo_site(api: FastAPI, *, public_key: str, sandbox_url: str) -> None:
+    """Serve the demo's website from the app at /demo (and send / there): demo mode only."""
+    page = demo_page(widget_src="/widget.js", public_key=public_key, sandbox_url=sandbox_url)
+    api.add_api_route("/demo", lambda: HTMLResponse(page), include_in_schema=False)
+    api.add_api_route("/", lambda: RedirectResponse("/demo"), include_in_schema=False)
 
 
 def instructions(app_url: str, slack_url: str, chatflow: Chatflow) -> str:
     key = chatflow.public_key
     return f"""
-slackrouter demo is running.
+slackrouter demo is running. Open these two pages side by side:
+  the website, with the chat widget:  {app_url}/demo
+  the sandbox Slack, for the reps:    {slack_url}/sandbox/
+
+Write in the website's chat: Alice and Bob get it in their DMs in the sandbox Slack. Reply in
+the chat's thread there, and the answer appears in the website's chat. Then switch Alice and Bob
+off (Active), press "start over as a new visitor" on the website and write again: nobody is
+available, so the chat shows the away message and asks for an email address.
+
   app (visitor API, docs at {app_url}/docs): {app_url}
   sandbox Slack (workspace "Demo Co"):        {slack_url}
   chatflow "{chatflow.name}" public key:       {key}
   reps: Alice (active), Bob (active), Carol (away)
 
+The same without a browser:
 1. A visitor writes:
    curl -s -X POST {app_url}/v1/chatflows/{key}/messages -H 'Content-Type: application/json' \\
      -d '{{"visitor_id": "visitor-1", "client_message_id": "m1",
@@ -110,8 +141,10 @@ async def run_demo(settings: Settings, *, port: int) -> None:
         runtime = build(demo_settings)
         await runtime.migrate()
         chatflow = await demo_chatflow(runtime, slack.team_id)
-        async with serve(create_api(runtime), host=settings.host, port=port) as app_url:
+        api = create_api(runtime)
+        add_demo_site(api, public_key=chatflow.public_key, sandbox_url=f"{slack_url}/sandbox/")
+        async with serve(api, host=settings.host, port=port) as app_url:
             slack.configure_events(f"{app_url}/slack/events", signing_secret)
-            await runtime.presence.refresh(pace=False)
+            await runtime.presence.refresh(pace=False, wait=True)
             print(instructions(app_url, slack_url, chatflow), flush=True)
             await asyncio.Event().wait()

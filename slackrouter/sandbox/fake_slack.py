@@ -5,8 +5,9 @@ bodies, 429 with `Retry-After`), so the real `slack_sdk` client works against it
 `base_url`. It also plays the people in the workspace: their posts, edits and deletions reach the
 app as signed Events API requests. `/hooks/...` receives what apps send to `response_url`s.
 
-The JSON control API for the local demo (bad input answers 400; acting as a person before
-`configure_events` answers 409):
+`GET /sandbox/` is a page that plays the reps in a browser (their DMs with the app, channels,
+presence, a reply box per thread), built on the JSON control API for the local demo (bad input
+answers 400; acting as a person before `configure_events` answers 409):
 - `GET /sandbox/state`: users with presence and Do Not Disturb, channels with messages and threads
 - `POST /sandbox/presence` `{user, presence}` and `POST /sandbox/dnd` `{user, dnd}` (the latter
   also delivers `dnd_updated_user` once events are configured)
@@ -34,6 +35,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -41,9 +43,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from slackrouter.sandbox.fake_slack_app import FakeSlackAppMixin
 from slackrouter.sandbox.slack_requests import (
     SlackRequestSender,
     message_event,
@@ -64,6 +67,7 @@ _NO_TOKEN_METHODS = frozenset({"oauth.v2.access"})
 _MAX_TEXT = 40_000
 _MAX_BLOCKS = 50
 _MAX_DND_USERS = 50
+_SANDBOX_PAGE = Path(__file__).parent / "static" / "sandbox.html"
 
 
 @dataclass
@@ -315,7 +319,7 @@ def _attachment_pings(attachment: Mapping[str, Any], linkify: bool) -> list[str]
 # --- the workspace ---------------------------------------------------------------------------
 
 
-class FakeSlack:
+class FakeSlack(FakeSlackAppMixin):
     """In-memory state of one Slack workspace with one installed app, served as ASGI.
 
     Tokens: `bot_token` ("xoxb-fake") acts as the app's bot user. More tokens come from
@@ -380,11 +384,13 @@ class FakeSlack:
         self._oauth_codes: dict[str, tuple[str, str]] = {}
         self._outbox: list[JSON] = []
         self._sender: SlackRequestSender | None = None
+        self._init_app(DEFAULT_BOT_SCOPES)  # scopes, Socket Mode, token rotation
 
         self.add_user("USLACKBOT", "slackbot", real_name="Slackbot", presence="active")
         self.add_user(bot_user_id, app_name, real_name=app_name, is_bot=True)
 
         self._methods: dict[str, Callable[[_Ctx], JSON]] = {
+            "apps.connections.open": self._apps_connections_open,
             "auth.test": self._auth_test,
             "chat.delete": self._chat_delete,
             "chat.getPermalink": self._chat_get_permalink,
@@ -413,6 +419,7 @@ class FakeSlack:
             routes=[
                 Route("/api/{method}", self._api_endpoint, methods=["GET", "POST"]),
                 Route("/hooks/{path:path}", self._hook_endpoint, methods=["POST"]),
+                Route("/sandbox/", _sandbox_page, methods=["GET"]),
                 Route("/sandbox/state", self._sandbox_state, methods=["GET"]),
                 *(
                     Route(f"/sandbox/{name}", self._sandbox(action), methods=["POST"])
@@ -837,7 +844,7 @@ class FakeSlack:
             body = {"ok": True, **handler(_Ctx(params, caller, authorization))}
         except _ApiError as error:
             body = error.body
-        return 200, body, {}
+        return 200, body, self._scope_headers(token)
 
     async def _hook_endpoint(self, request: Request) -> Response:
         raw = await request.body()
@@ -1188,18 +1195,16 @@ class FakeSlack:
             raise _ApiError("invalid_client_id")
         if client_secret != self.client_secret:
             raise _ApiError("bad_client_secret")
+        if ctx.get("grant_type") == "refresh_token":
+            return self._refresh_grant(ctx)
         grant = self._oauth_codes.pop(str(ctx.get("code", "")), None)
         if grant is None:
             raise _ApiError("invalid_code")
         user_id, scope = grant
-        token = f"xoxb-{self.team_id}-{next(self._ids)}-{secrets.token_urlsafe(12)}"
-        self.tokens[token] = self.bot_user_id
         return {
             "app_id": self.app_id,
             "authed_user": {"id": user_id},
-            "scope": scope,
-            "token_type": "bot",
-            "access_token": token,
+            **self._issue_bot_token(scope),
             "bot_user_id": self.bot_user_id,
             "team": {"id": self.team_id, "name": self.team_name},
             "enterprise": None,
@@ -1668,6 +1673,10 @@ async def _sleep_unless_disconnected(request: Request, seconds: float) -> None:
         for task in (sleeper, watcher):
             task.cancel()
         await asyncio.gather(sleeper, watcher, return_exceptions=True)
+
+
+async def _sandbox_page(request: Request) -> Response:
+    return FileResponse(_SANDBOX_PAGE, headers={"Cache-Control": "no-cache"})
 
 
 def _json(body: JSON, status: int = 200) -> Response:

@@ -244,6 +244,35 @@ def message_shortcut_payload(
     }
 
 
+def block_suggestion_payload(
+    *,
+    user_id: str,
+    action_id: str,
+    value: str,
+    view: Mapping[str, Any],
+    block_id: str | None = None,
+    team_id: str = "T0001",
+    api_app_id: str = "A0001",
+    user_name: str | None = None,
+) -> dict[str, Any]:
+    """A `block_suggestion` payload: someone typed `value` into an external select of `view`
+    (as opened, e.g. from `FakeSlack.views`); the app answers with the options to show."""
+    return {
+        "type": "block_suggestion",
+        "user": _user(user_id, user_name, team_id),
+        "container": {"type": "view", "view_id": view.get("id", "")},
+        "api_app_id": api_app_id,
+        "token": VERIFICATION_TOKEN,
+        "action_id": action_id,
+        "block_id": block_id or action_id,
+        "value": value,
+        "team": _team(team_id),
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "view": dict(view),
+    }
+
+
 def _hook_url(kind: str, team_id: str, base: str = "https://hooks.slack.com") -> str:
     return f"{base}/{kind}/{team_id}/{secrets.randbelow(10**12)}/{secrets.token_urlsafe(18)}"
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from slackrouter.adapters.db import repository as repo
 from slackrouter.adapters.db.models import Chatflow
 from slackrouter.clock import Clock
+from slackrouter.services.widget_look import validate_look
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,7 @@ class ChatflowSpec:
     welcome_message: str | None = None
     away_message: str | None = None
     note_prefix: str | None = None
+    widget: Mapping[str, str] = dataclasses.field(default_factory=dict)  # see widget_look
 
 
 def _validate(spec: ChatflowSpec) -> None:
@@ -36,8 +39,10 @@ def _validate(spec: ChatflowSpec) -> None:
 async def create_chatflow(
     sessions: async_sessionmaker[AsyncSession], *, team_id: str, spec: ChatflowSpec, clock: Clock
 ) -> Chatflow:
-    """A new chatflow with a fresh public key and signing secret."""
+    """A new chatflow with a fresh public key and signing secret (InvalidLook, a ValueError,
+    for a widget look that is not valid)."""
     _validate(spec)
+    widget = validate_look(spec.widget)
     chatflow = Chatflow(
         id="cf_" + secrets.token_hex(6),
         team_id=team_id,
@@ -45,6 +50,7 @@ async def create_chatflow(
         public_key="pk_" + secrets.token_urlsafe(18),
         signing_secret=secrets.token_urlsafe(32),
         route_users=list(dict.fromkeys(spec.route_users)),
+        widget=widget,
         created_at=clock(),
     )
     for field in ("welcome_message", "away_message", "note_prefix"):

@@ -3,8 +3,8 @@
 Which contact a piece of data belongs to, the same rule for the API and the CSV import:
 1. the contact with the same email in the workspace (emails are compared lower-cased);
 2. else the contact of one of the given visitor ids, unless that contact already has a different
-   email: then it is another person on the same browser, and a new contact is made (so HubSpot does
-   it), which the visitor ids move to;
+   email: that is another person on the same browser, so a new contact is made and the visitor
+   ids move to it;
 3. else a new contact.
 Every given visitor id ends up linked to that contact, moving from any other. A field given as
 None leaves the stored value as it is.
@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import TypeVar, cast
 
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -35,6 +35,9 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,19}$")
 # Bound parameters per IN (...) list, well under SQLite's and asyncpg's limits.
 IN_CHUNK = 1000
+# Bulk inserts go to the tables: twice as fast as through the ORM, which adds nothing here.
+CONTACTS = cast(Table, Contact.__table__)
+CONTACT_TOKENS = cast(Table, ContactToken.__table__)
 
 T = TypeVar("T")
 
@@ -70,20 +73,12 @@ class ContactOut:
 
 @dataclass(frozen=True)
 class ResolvedContact:
-    """A validated contact whose owner is a Slack user id: what `store_contacts` writes."""
+    """A validated contact whose owner is a Slack user id: what `ContactWriter` writes."""
 
     email: str | None
     name: str | None
     owner_user_id: str | None
     visitor_ids: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Stored:
-    contact_ids: list[int]  # one per row given, in order
-    created: int
-    updated: set[int]  # existing contacts that changed
-    tokens_linked: int
 
 
 def _blank_to_none(value: str | None) -> str | None:
@@ -146,17 +141,17 @@ def _chunks(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
 
 @dataclass
 class _Target:
-    """A contact as the rows of one `store_contacts` call leave it; `id` is None until inserted."""
+    """A contact as the rows so far leave it; `id` is None until it is inserted."""
 
     id: int | None
     email: str | None
     name: str | None
     owner_user_id: str | None
     gained_token: bool = False
-    stored: dict[str, str | None] = field(init=False)
+    written: dict[str, str | None] = field(init=False)  # the values in the database
 
     def __post_init__(self) -> None:
-        self.stored = self.values()
+        self.written = self.values()
 
     def apply(self, row: ResolvedContact) -> None:
         for attribute in ("email", "name", "owner_user_id"):
@@ -169,111 +164,130 @@ class _Target:
 
     @property
     def changed(self) -> bool:
-        return self.gained_token or self.values() != self.stored
+        return self.gained_token or self.values() != self.written
 
 
-async def store_contacts(
-    session: AsyncSession, *, team_id: str, rows: Sequence[ResolvedContact], now: datetime
-) -> Stored:
-    """Upsert `rows` in order, as if one by one, with a few bulk statements in all.
+class ContactWriter:
+    """Upserts contacts in order, as if one by one, with a few bulk statements per batch.
 
-    The caller owns the transaction. Rows may share contacts; a visitor id given twice ends up
-    with the later row's contact.
+    `load` reads the contacts that all the rows to come may match; `store` then writes batch
+    after batch, keeping track of its own changes instead of reading again. Reading up front also
+    keeps PostgreSQL fast: a prepared query planned while the table was small would keep its
+    sequential scan as the batches grow the table. The caller owns the transaction.
     """
-    targets: dict[int, _Target] = {}
 
-    def target(id_: int, email: str | None, name: str | None, owner: str | None) -> _Target:
-        return targets.setdefault(id_, _Target(id_, email, name, owner))
+    def __init__(self, session: AsyncSession, *, team_id: str, now: datetime) -> None:
+        self._session = session
+        self._team_id = team_id
+        self._now = now
+        self._loaded: dict[int, _Target] = {}
+        self._by_email: dict[str, _Target] = {}
+        self._linked: dict[str, _Target] = {}  # visitor id → its contact
+        self._stored_tokens: set[str] = set()  # visitor ids with a row in the database
+        self.created = 0
+        self.updated: set[int] = set()  # existing contacts that changed
+        self.tokens_linked = 0  # visitor ids newly linked to a contact or moved to another
 
-    columns = (Contact.id, Contact.email, Contact.name, Contact.owner_user_id)
-    emails = sorted({row.email for row in rows if row.email})
-    by_email: dict[str, _Target] = {}
-    for chunk in _chunks(emails):
-        found = await session.execute(
-            select(*columns).where(Contact.team_id == team_id, Contact.email.in_(chunk))
-        )
-        for id_, email, name, owner in found:
-            by_email[email] = target(id_, email, name, owner)
-    tokens = sorted({token for row in rows for token in row.visitor_ids})
-    linked: dict[str, _Target] = {}
-    for chunk in _chunks(tokens):
-        found = await session.execute(
-            select(ContactToken.token, *columns)
-            .join(Contact, Contact.id == ContactToken.contact_id)
-            .where(ContactToken.team_id == team_id, ContactToken.token.in_(chunk))
-        )
-        for token, id_, email, name, owner in found:
-            linked[token] = target(id_, email, name, owner)
-    existing_tokens = set(linked)
+    def _target(self, id_: int, email: str | None, name: str | None, owner: str | None) -> _Target:
+        return self._loaded.setdefault(id_, _Target(id_, email, name, owner))
 
-    chosen: list[_Target] = []
-    created: list[_Target] = []
-    links: dict[str, _Target] = {}
-    for row in rows:
-        match = by_email.get(row.email) if row.email else None
-        if match is None:
-            match = next(
-                (
-                    linked[token]
-                    for token in row.visitor_ids
-                    if token in linked and (row.email is None or linked[token].email is None)
-                ),
-                None,
+    async def load(self, rows: Sequence[ResolvedContact]) -> None:
+        columns = (Contact.id, Contact.email, Contact.name, Contact.owner_user_id)
+        emails = sorted({row.email for row in rows if row.email} - self._by_email.keys())
+        for chunk in _chunks(emails):
+            found = await self._session.execute(
+                select(*columns).where(Contact.team_id == self._team_id, Contact.email.in_(chunk))
             )
-        if match is None:
-            match = _Target(None, None, None, None)
-            created.append(match)
-        match.apply(row)
-        if match.email:
-            by_email[match.email] = match
-        for token in row.visitor_ids:
-            if linked.get(token) is not match:
-                linked[token] = links[token] = match
-                match.gained_token = True
-        chosen.append(match)
+            for id_, email, name, owner in found:
+                self._by_email[email] = self._target(id_, email, name, owner)
+        tokens = sorted({t for row in rows for t in row.visitor_ids} - self._linked.keys())
+        for chunk in _chunks(tokens):
+            found = await self._session.execute(
+                select(ContactToken.token, *columns)
+                .join(Contact, Contact.id == ContactToken.contact_id)
+                .where(ContactToken.team_id == self._team_id, ContactToken.token.in_(chunk))
+            )
+            for token, id_, email, name, owner in found:
+                self._linked[token] = self._target(id_, email, name, owner)
+                self._stored_tokens.add(token)
 
-    if created:
+    def _match(self, row: ResolvedContact) -> _Target | None:
+        if row.email and row.email in self._by_email:
+            return self._by_email[row.email]
+        for token in row.visitor_ids:
+            match = self._linked.get(token)
+            if match is not None and (row.email is None or match.email is None):
+                return match
+        return None
+
+    async def store(self, rows: Sequence[ResolvedContact]) -> list[int]:
+        """Write `rows`, all of them given to `load` before; returns each row's contact id."""
+        chosen: list[_Target] = []
+        created: list[_Target] = []
+        links: dict[str, _Target] = {}
+        for row in rows:
+            match = self._match(row)
+            if match is None:
+                match = _Target(None, None, None, None)
+                created.append(match)
+            match.apply(row)
+            if match.email:
+                self._by_email[match.email] = match
+            for token in row.visitor_ids:
+                if self._linked.get(token) is not match:
+                    self._linked[token] = links[token] = match
+                    match.gained_token = True
+            chosen.append(match)
+        touched = list({id(t): t for t in chosen}.values())
+        changed = [t for t in touched if t.id is not None and t.changed]
+        await self._insert(created)
+        if changed:
+            await self._session.execute(
+                update(Contact),
+                [{"id": t.id, **t.values(), "updated_at": self._now} for t in changed],
+            )
+        await self._link(links)
+        for target in touched:
+            target.written, target.gained_token = target.values(), False
+        self.created += len(created)
+        self.updated |= {cast(int, t.id) for t in changed}
+        self.tokens_linked += len(links)
+        return [cast(int, t.id) for t in chosen]
+
+    async def _insert(self, created: list[_Target]) -> None:
+        if not created:
+            return
         # RETURNING rows come in no set order (SQLite cannot promise one without inserting row by
         # row), so ids go to contacts by content: new contacts with equal values are identical
         # rows until their tokens are linked, so which one gets which id does not matter.
+        now = self._now
         waiting: dict[tuple[str | None, ...], list[_Target]] = {}
         for new in created:
             waiting.setdefault(tuple(new.values().values()), []).append(new)
-        returned = await session.execute(
-            # render_nulls: the same columns in every row, or the ORM splits the batch.
-            insert(Contact)
-            .returning(Contact.id, Contact.email, Contact.name, Contact.owner_user_id)
-            .execution_options(render_nulls=True),
+        returned = await self._session.execute(
+            insert(CONTACTS).returning(
+                Contact.id, Contact.email, Contact.name, Contact.owner_user_id
+            ),
             [
-                {"team_id": team_id, **t.values(), "created_at": now, "updated_at": now}
+                {"team_id": self._team_id, **t.values(), "created_at": now, "updated_at": now}
                 for t in created
             ],
         )
         for id_, *values in returned:
             waiting[tuple(values)].pop().id = id_
-    changed = [t for t in targets.values() if t.changed]
-    if changed:
-        await session.execute(
-            update(Contact), [{"id": t.id, **t.values(), "updated_at": now} for t in changed]
-        )
-    moved = [
-        {"team_id": team_id, "token": token, "contact_id": t.id, "created_at": now}
-        for token, t in links.items()
-    ]
-    if any(link["token"] in existing_tokens for link in moved):
-        await session.execute(
-            update(ContactToken), [link for link in moved if link["token"] in existing_tokens]
-        )
-    if any(link["token"] not in existing_tokens for link in moved):
-        await session.execute(
-            insert(ContactToken), [link for link in moved if link["token"] not in existing_tokens]
-        )
-    return Stored(
-        contact_ids=[cast(int, t.id) for t in chosen],
-        created=len(created),
-        updated={cast(int, t.id) for t in changed},
-        tokens_linked=len(links),
-    )
+
+    async def _link(self, links: dict[str, _Target]) -> None:
+        rows = [
+            {"team_id": self._team_id, "token": token, "contact_id": t.id, "created_at": self._now}
+            for token, t in links.items()
+        ]
+        moved = [row for row in rows if row["token"] in self._stored_tokens]
+        added = [row for row in rows if row["token"] not in self._stored_tokens]
+        if moved:
+            await self._session.execute(update(ContactToken), moved)
+        if added:
+            await self._session.execute(insert(CONTACT_TOKENS), added)
+            self._stored_tokens.update(row["token"] for row in added)
 
 
 async def contact_out(session: AsyncSession, contact_id: int) -> ContactOut:
@@ -300,14 +314,16 @@ class Contacts:
         self._slack = slack
         self._clock = clock
 
-    async def resolve_owner(self, owner: str) -> UserProfile:
-        """The workspace member `owner` (a user id or an email) names; OwnerNotFound if none,
-        or if it is a bot or deactivated, since nobody could answer that contact's chats."""
+    async def resolve_owner(self, owner: str, *, team_id: str) -> UserProfile:
+        """The member of workspace `team_id` that `owner` (a user id or an email) names;
+        OwnerNotFound if none, or if it is a bot or deactivated, since nobody could answer that
+        contact's chats."""
+        slack = await self._slack.for_team(team_id)
         if "@" in owner:
-            profile = await self._slack.lookup_by_email(owner)
+            profile = await slack.lookup_by_email(owner)
         else:
             try:
-                profile = await self._slack.profile(owner)
+                profile = await slack.profile(owner)
             except SlackApiError as exc:
                 if slack_error(exc) != "user_not_found":
                     raise
@@ -324,7 +340,7 @@ class Contacts:
         """Create or update the contact (see the module's rule); InvalidContact or OwnerNotFound
         store nothing."""
         contact = validate_contact(contact)
-        owner = await self.resolve_owner(contact.owner) if contact.owner else None
+        owner = await self.resolve_owner(contact.owner, team_id=team_id) if contact.owner else None
         row = ResolvedContact(
             email=contact.email,
             name=contact.name,
@@ -339,8 +355,10 @@ class Contacts:
 
     async def _store(self, team_id: str, row: ResolvedContact) -> ContactOut:
         async with self._sessions() as session, session.begin():
-            stored = await store_contacts(session, team_id=team_id, rows=[row], now=self._clock())
-            return await contact_out(session, stored.contact_ids[0])
+            writer = ContactWriter(session, team_id=team_id, now=self._clock())
+            await writer.load([row])
+            [contact_id] = await writer.store([row])
+            return await contact_out(session, contact_id)
 
     async def find_for_visitor(
         self,

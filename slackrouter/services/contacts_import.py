@@ -22,11 +22,11 @@ from slackrouter.clock import Clock
 from slackrouter.services.contacts import (
     ContactIn,
     Contacts,
+    ContactWriter,
     InvalidContact,
     OwnerNotFound,
     ResolvedContact,
     owner_reference,
-    store_contacts,
     validate_contact,
 )
 
@@ -54,12 +54,6 @@ class ImportReport:
     tokens_linked: int  # visitor ids newly linked to a contact or moved to another
 
 
-@dataclass(frozen=True)
-class _Row:
-    line: int
-    contact: ContactIn  # validated
-
-
 def _header(record: list[str], line: int) -> list[str]:
     names = [name.strip().lower() for name in record]
     if not set(names) & set(COLUMNS):
@@ -81,9 +75,9 @@ def _header(record: list[str], line: int) -> list[str]:
     return names
 
 
-def _parse(raw: bytes) -> tuple[list[_Row], list[tuple[int, str]], dict[int, str]]:
-    """The valid rows, the problems found so far as (line, message), and each line's owner
-    reference (to check it against the workspace even on a row with other problems)."""
+def _parse(raw: bytes) -> tuple[list[ContactIn], list[tuple[int, str]], dict[int, str]]:
+    """The valid rows' contacts, the problems found so far as (line, message), and each line's
+    owner reference (to check it against the workspace even on a row with other problems)."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -93,7 +87,7 @@ def _parse(raw: bytes) -> tuple[list[_Row], list[tuple[int, str]], dict[int, str
         ) from None
     reader = csv.reader(io.StringIO(text, newline=""))
     header: list[str] | None = None
-    rows: list[_Row] = []
+    rows: list[ContactIn] = []
     errors: list[tuple[int, str]] = []
     owners: dict[int, str] = {}
     emails: dict[str, int] = {}
@@ -132,23 +126,15 @@ def _parse(raw: bytes) -> tuple[list[_Row], list[tuple[int, str]], dict[int, str
             except InvalidContact as exc:
                 errors += [(line, problem) for problem in exc.problems]
                 continue
-            duplicates = []
-            if contact.email in emails:
-                duplicates.append(
-                    f'email "{contact.email}" is also on line {emails[contact.email]}'
-                )
-            elif contact.email:
-                emails[contact.email] = line
+            rows.append(contact)
+            if contact.email:
+                first = emails.setdefault(contact.email, line)
+                if first != line:
+                    errors.append((line, f'email "{contact.email}" is also on line {first}'))
             for visitor_id in contact.visitor_ids:
-                if visitor_id in visitor_ids:
-                    duplicates.append(
-                        f'visitor id "{visitor_id}" is also on line {visitor_ids[visitor_id]}'
-                    )
-                else:
-                    visitor_ids[visitor_id] = line
-            errors += [(line, problem) for problem in duplicates]
-            if not duplicates:
-                rows.append(_Row(line, contact))
+                first = visitor_ids.setdefault(visitor_id, line)
+                if first != line:
+                    errors.append((line, f'visitor id "{visitor_id}" is also on line {first}'))
     except csv.Error as exc:
         errors.append((reader.line_num, f"not valid CSV: {exc}"))
     if header is None and not errors:
@@ -168,7 +154,8 @@ async def import_csv(
     """Import the file, or raise ImportFailed and store nothing.
 
     Columns (a header row, in any order and case): email, name, owner (a Slack user id or email),
-    visitor_ids (separated by `;` or spaces); each row needs an email or a visitor id.
+    visitor_ids (separated by `;` or spaces); each row needs an email or a visitor id. The
+    contacts are written BATCH rows at a time, in one transaction.
     `progress(done, total)` is called every BATCH rows and at the end.
     """
     raw = await asyncio.to_thread(Path(path).read_bytes)
@@ -180,38 +167,32 @@ async def import_csv(
     user_ids: dict[str, str] = {}
     for owner, lines in lines_by_owner.items():  # each distinct owner is looked up once
         try:
-            user_ids[owner] = (await contacts.resolve_owner(owner)).user_id
+            user_ids[owner] = (await contacts.resolve_owner(owner, team_id=team_id)).user_id
         except OwnerNotFound as exc:
             errors += [(line, str(exc)) for line in lines]
     if errors:
         errors.sort(key=lambda error: error[0])
         raise ImportFailed([f"line {line}: {message}" for line, message in errors])
 
-    total = len(rows)
-    created = tokens_linked = 0
-    updated: set[int] = set()
-    now = clock()
+    resolved = [
+        ResolvedContact(
+            email=contact.email,
+            name=contact.name,
+            owner_user_id=user_ids[contact.owner] if contact.owner else None,
+            visitor_ids=contact.visitor_ids,
+        )
+        for contact in rows
+    ]
+    total = len(resolved)
     async with sessions() as session, session.begin():
+        writer = ContactWriter(session, team_id=team_id, now=clock())
+        await writer.load(resolved)
         for start in range(0, total, BATCH):
-            stored = await store_contacts(
-                session,
-                team_id=team_id,
-                rows=[
-                    ResolvedContact(
-                        email=row.contact.email,
-                        name=row.contact.name,
-                        owner_user_id=user_ids[row.contact.owner] if row.contact.owner else None,
-                        visitor_ids=row.contact.visitor_ids,
-                    )
-                    for row in rows[start : start + BATCH]
-                ],
-                now=now,
-            )
-            created += stored.created
-            updated |= stored.updated
-            tokens_linked += stored.tokens_linked
+            await writer.store(resolved[start : start + BATCH])
             if progress is not None:
                 progress(min(start + BATCH, total), total)
     if progress is not None and total == 0:
         progress(0, 0)
-    return ImportReport(created=created, updated=len(updated), tokens_linked=tokens_linked)
+    return ImportReport(
+        created=writer.created, updated=len(writer.updated), tokens_linked=writer.tokens_linked
+    )

@@ -45,6 +45,12 @@ class ConversationReader:
         self._sessions = sessions
         self._notifier = notifier
 
+    async def leave_email(self, conversation_id: str, token: str, email: str) -> None:
+        """The visitor's address, for the rep who follows up by email (Reply-To)."""
+        async with self._sessions() as session, session.begin():
+            conversation = await self._conversation(session, conversation_id, token)
+            conversation.visitor_email = email
+
     async def authorize(self, conversation_id: str, token: str) -> None:
         async with self._sessions() as session:
             await self._conversation(session, conversation_id, token)

@@ -1,42 +1,56 @@
-"""Deliver the outbox to Slack: post each chat's parent message, then the visitor's later messages
-into its thread, in order, retrying with backoff and jitter until done or failed."""
+"""Deliver the outbox: each row is work owed to the outside world (a Slack post, an email, a
+webhook call), written in the transaction that caused it. Workers claim due rows (SKIP LOCKED on
+PostgreSQL, so several replicas share them), keep each thread's order, retry with backoff and
+jitter, honour pacing and Retry-After without spending attempts, and mark a row failed at last.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import random
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 
+import httpx
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from slackrouter.adapters.db.models import (
-    Chatflow,
-    Conversation,
-    Message,
-    OutboxItem,
-    Rep,
-    SlackThread,
-)
-from slackrouter.adapters.mail import Mailer, MailError
-from slackrouter.adapters.mail_render import TranscriptLine, chat_email
-from slackrouter.adapters.slack import blocks
-from slackrouter.adapters.slack.gateway import PERMANENT_ERRORS, SlackGateway, slack_error
+from slackrouter.adapters.db.models import OutboxItem
+from slackrouter.adapters.mail import MailError
+from slackrouter.adapters.slack.gateway import PERMANENT_ERRORS, slack_error
 from slackrouter.clock import Clock
+from slackrouter.observability import (
+    CHATS_EMAILED,
+    DELIVERY_FAILURES,
+    DELIVERY_RETRIES,
+    bind_log_context,
+)
 
 log = logging.getLogger(__name__)
 
 BATCH = 100
+# A website that is down is tried for this long before its webhook is marked failed.
+WEBHOOK_DEADLINE = timedelta(days=1)
 
-
-class Undeliverable(Exception):
-    """No retry can deliver this item (e.g. the rep to email has no address)."""
+Performer = Callable[[AsyncSession, OutboxItem], Awaitable[None]]
 
 
 class NotYet(Exception):
     """The item waits for an earlier one (a reply for a thread whose parent is not posted)."""
+
+
+class RetryLater(Exception):
+    """Not a failure: wait `after` seconds (pacing, Slack's Retry-After) and try again."""
+
+    def __init__(self, after: float, reason: str) -> None:
+        super().__init__(reason)
+        self.after = after
+
+
+class Undeliverable(Exception):
+    """No retry can deliver this item (e.g. the rep to email has no address)."""
 
 
 def backoff(attempts: int) -> timedelta:
@@ -44,21 +58,26 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=random.uniform(0.5, min(600.0, 2.0**attempts)))
 
 
+def _retry_after(exc: SlackApiError) -> float:
+    headers = exc.response.headers if exc.response is not None else {}
+    value = headers.get("Retry-After") or headers.get("retry-after") if headers else None
+    try:
+        return max(1.0, float(value)) if value else 1.0
+    except (TypeError, ValueError):
+        return 1.0
+
+
 class DeliveryWorker:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        slack: SlackGateway,
-        mailer: Mailer,
+        performers: Mapping[str, Performer],
         *,
         clock: Clock,
         max_attempts: int,
-        mail_from: str,
     ) -> None:
         self._sessions = sessions
-        self._slack = slack
-        self._mailer = mailer
-        self._mail_from = mail_from
+        self._performers = performers
         self._clock = clock
         self._max_attempts = max_attempts
         self._wake = asyncio.Event()
@@ -94,7 +113,7 @@ class DeliveryWorker:
                     )
                 )
             delivered = 0
-            held: set[str] = set()  # conversations with an earlier item still pending
+            held: set[str] = set()  # threads with an earlier item still pending
             for item_id in ids:
                 delivered += await self._deliver(item_id, held)
             if len(ids) == BATCH:
@@ -103,44 +122,85 @@ class DeliveryWorker:
 
     async def _deliver(self, item_id: int, held: set[str]) -> int:
         async with self._sessions() as session, session.begin():
-            item = await session.get_one(OutboxItem, item_id)
-            if item.status != "pending":
+            # Another replica working on this item holds its lock: skip it, it is theirs.
+            item = await session.scalar(
+                select(OutboxItem)
+                .where(OutboxItem.id == item_id, OutboxItem.status == "pending")
+                .with_for_update(skip_locked=True)
+            )
+            if item is None:
                 return 0
-            key = f"{item.conversation_id}:{item.thread_id}"
-            if key in held:
+            bind_log_context(team=item.team_id, conversation=item.conversation_id)
+            key = f"{item.kind}:{item.conversation_id}:{item.thread_id}"
+            if key in held or await self._earlier_pending(session, item):
+                held.add(key)
                 return 0
             now = self._clock()
+            performer = self._performers.get(item.kind)
+            if performer is None:
+                self._failed(item, f"unknown outbox kind {item.kind!r}", now, permanent=True)
+                return 0
             try:
-                await self._perform(session, item)
+                await performer(session, item)
             except NotYet:
                 held.add(key)
                 return 0
+            except RetryLater as wait:
+                held.add(key)
+                item.next_attempt_at = now + timedelta(seconds=wait.after)
+                item.last_error = str(wait)
+                return 0
             except SlackApiError as exc:
                 held.add(key)
-                self._failed_attempt(item, slack_error(exc), now)
+                error = slack_error(exc)
+                if error == "ratelimited" or (exc.response and exc.response.status_code == 429):
+                    item.next_attempt_at = now + timedelta(seconds=_retry_after(exc))
+                    item.last_error = "ratelimited"
+                    DELIVERY_RETRIES.labels(kind=item.kind).inc()
+                else:
+                    self._failed(item, error, now, permanent=error in PERMANENT_ERRORS)
                 return 0
             except Undeliverable as exc:
-                self._failed_attempt(item, str(exc), now, permanent=True)
+                self._failed(item, str(exc), now, permanent=True)
                 return 0
-            except MailError as exc:
+            except (MailError, TimeoutError, OSError, httpx.HTTPError) as exc:
                 held.add(key)
-                self._failed_attempt(item, f"mail: {exc}", now)
-                return 0
-            except (TimeoutError, OSError) as exc:
-                held.add(key)
-                self._failed_attempt(item, f"{type(exc).__name__}: {exc}", now)
+                self._failed(item, f"{type(exc).__name__}: {exc}", now)
                 return 0
             item.status = "done"
             item.done_at = now
+            if item.kind == "email":
+                CHATS_EMAILED.inc()
             return 1
 
-    def _failed_attempt(
+    @staticmethod
+    async def _earlier_pending(session: AsyncSession, item: OutboxItem) -> bool:
+        """Keep a thread's order across replicas: an earlier pending post goes first."""
+        if item.thread_id is None:
+            return False
+        earlier = await session.scalar(
+            select(OutboxItem.id)
+            .where(
+                OutboxItem.thread_id == item.thread_id,
+                OutboxItem.status == "pending",
+                OutboxItem.id < item.id,
+            )
+            .limit(1)
+        )
+        return earlier is not None
+
+    def _failed(
         self, item: OutboxItem, error: str, now: datetime, *, permanent: bool = False
     ) -> None:
         item.attempts += 1
         item.last_error = error
-        if permanent or error in PERMANENT_ERRORS or item.attempts >= self._max_attempts:
+        if item.kind == "webhook":
+            exhausted = now - item.created_at >= WEBHOOK_DEADLINE
+        else:
+            exhausted = item.attempts >= self._max_attempts
+        if permanent or exhausted:
             item.status = "failed"
+            DELIVERY_FAILURES.labels(kind=item.kind).inc()
             log.error(
                 "delivery failed for good item=%s kind=%s conversation=%s error=%s",
                 item.id,
@@ -150,6 +210,7 @@ class DeliveryWorker:
             )
         else:
             item.next_attempt_at = now + backoff(item.attempts)
+            DELIVERY_RETRIES.labels(kind=item.kind).inc()
             log.warning(
                 "delivery retry item=%s kind=%s attempt=%s error=%s",
                 item.id,
@@ -157,101 +218,3 @@ class DeliveryWorker:
                 item.attempts,
                 error,
             )
-
-    async def _perform(self, session: AsyncSession, item: OutboxItem) -> None:
-        if item.kind == "email":
-            await self._email(session, item)
-            return
-        thread = await session.get_one(SlackThread, item.thread_id)
-        message = await session.get_one(Message, item.message_id)
-        conversation = await session.get_one(Conversation, thread.conversation_id)
-        if item.kind == "post_parent":
-            if thread.thread_ts is not None:
-                return
-            if thread.channel_id is None and thread.rep_user_id is not None:
-                thread.channel_id = await self._dm_channel(session, thread)
-            chatflow = await session.get_one(Chatflow, conversation.chatflow_id)
-            text, body = blocks.parent_message(
-                chatflow_name=chatflow.name,
-                visitor_name=conversation.visitor_name,
-                identity_verified=conversation.identity_verified,
-                page_url=conversation.page_url,
-                text=message.text,
-                explanation=str(conversation.routing.get("explanation", "")),
-                mention=tuple((item.payload or {}).get("mention", ())),
-                missed=conversation.routing_outcome != "routed",
-            )
-            assert thread.channel_id is not None
-            ts = await self._slack.post_message(thread.channel_id, text=text, blocks=body)
-            thread.thread_ts = ts
-            item.result = {"channel": thread.channel_id, "ts": ts}
-        elif item.kind == "post_reply":
-            if thread.thread_ts is None or thread.channel_id is None:
-                raise NotYet
-            text, body = blocks.visitor_reply(
-                visitor_name=conversation.visitor_name, text=message.text
-            )
-            ts = await self._slack.post_message(
-                thread.channel_id, text=text, blocks=body, thread_ts=thread.thread_ts
-            )
-            item.result = {"channel": thread.channel_id, "ts": ts}
-        else:
-            raise ValueError(f"unknown outbox kind {item.kind!r}")
-
-    async def _email(self, session: AsyncSession, item: OutboxItem) -> None:
-        """Email the chat so far to the rep who follows it up (owner or offline fallback)."""
-        payload = item.payload or {}
-        conversation = await session.get_one(Conversation, item.conversation_id)
-        chatflow = await session.get_one(Chatflow, conversation.chatflow_id)
-        to_user = str(payload["to_user"])
-        rep = await session.get(Rep, (conversation.team_id, to_user))
-        address = rep.email if rep is not None else None
-        if not address:
-            profile = await self._slack.profile(to_user)
-            address = profile.email
-        if not address:
-            raise Undeliverable(f"{to_user} has no email address in Slack")
-        messages = await session.scalars(
-            select(Message)
-            .where(
-                Message.conversation_id == conversation.id,
-                Message.author.in_(("visitor", "rep")),
-                Message.deleted.is_(False),
-            )
-            .order_by(Message.id)
-        )
-        transcript = [
-            TranscriptLine(
-                author="Visitor" if m.author == "visitor" else "Rep",
-                text=m.text,
-                sent_at=m.created_at,
-            )
-            for m in messages
-        ]
-        email = chat_email(
-            to=address,
-            sender=self._mail_from,
-            chatflow_name=chatflow.name,
-            visitor_name=conversation.visitor_name,
-            visitor_email=conversation.visitor_email,
-            identity_verified=conversation.identity_verified,
-            page_url=conversation.page_url,
-            transcript=transcript,
-            reason=str(payload.get("reason") or "Nobody was available"),
-            conversation_id=conversation.id,
-            domain=self._mail_from.rsplit("@", 1)[-1].strip(">").strip() or "localhost",
-        )
-        await self._mailer.send(email)
-        item.result = {"to": address}
-        log.info("emailed conversation=%s to=%s", conversation.id, to_user)
-
-    async def _dm_channel(self, session: AsyncSession, thread: SlackThread) -> str:
-        """The rep's DM with the app, opened once and remembered."""
-        assert thread.rep_user_id is not None
-        rep = await session.get(Rep, (thread.team_id, thread.rep_user_id))
-        if rep is not None and rep.dm_channel_id:
-            return rep.dm_channel_id
-        channel = await self._slack.open_dm(thread.rep_user_id)
-        if rep is not None:
-            rep.dm_channel_id = channel
-        return channel

@@ -80,37 +80,50 @@ class Directory:
         self._sessions = sessions
         self._slack = slack
         self._clock = clock
-        self._team_id: str | None = None
-        self._free_plan_logged = False
+        self._team_ids: list[str] | None = None
+        self._free_plan_logged: set[str] = set()
 
-    async def _own_team_id(self) -> str:
-        """The bot's workspace, asked of `auth.test` once."""
-        if self._team_id is None:
-            self._team_id = await self._slack.team_id()
-        return self._team_id
+    async def _workspaces(self) -> list[str]:
+        """The bot's workspace (asked of `auth.test` once), or with OAuth every installed one."""
+        if self._slack.multi_workspace:
+            return await self._slack.team_ids()
+        if self._team_ids is None:
+            self._team_ids = await self._slack.team_ids()
+        return self._team_ids
 
     # --- Slack user groups ---------------------------------------------------------------
 
     async def refresh_usergroups(self) -> bool:
-        """Replace the cached user groups of the bot's workspace with Slack's current ones.
+        """Replace the cached user groups of each workspace with Slack's current ones.
 
-        Returns False on a free plan, where user groups do not exist: the cache is emptied and
-        routes use slackrouter teams. Other Slack errors propagate and keep the cache as it was.
+        Returns False if a workspace is on a free plan, where user groups do not exist: its
+        cache is emptied and its routes use slackrouter teams. Other Slack errors keep the cache
+        as it was: with one workspace they propagate, with many they are logged.
         """
-        team_id = await self._own_team_id()
+        results = []
+        for team_id in await self._workspaces():
+            try:
+                results.append(await self._refresh_usergroups_of(team_id))
+            except SlackApiError as exc:
+                if not self._slack.multi_workspace:
+                    raise
+                log.warning("user groups of %s not refreshed: %s", team_id, slack_error(exc))
+        return all(results)
+
+    async def _refresh_usergroups_of(self, team_id: str) -> bool:
         try:
-            groups = await self._slack.usergroups()
+            groups = await (await self._slack.for_team(team_id)).usergroups()
         except SlackApiError as exc:
             if slack_error(exc) not in PAID_PLAN_ERRORS:
                 raise
-            if not self._free_plan_logged:
+            if team_id not in self._free_plan_logged:
                 log.info(
                     "workspace %s has no user groups (%s, a free Slack plan): "
                     "use slackrouter teams to group reps",
                     team_id,
                     slack_error(exc),
                 )
-                self._free_plan_logged = True
+                self._free_plan_logged.add(team_id)
             groups = None
         now = self._clock()
         try:
@@ -132,7 +145,7 @@ class Directory:
             log.debug("user groups of %s were refreshed concurrently", team_id)
         if groups is None:
             return False
-        self._free_plan_logged = False
+        self._free_plan_logged.discard(team_id)
         return True
 
     async def team_members(
@@ -184,7 +197,7 @@ class Directory:
 
     async def create_team(self, *, team_id: str, name: str, members: Sequence[str]) -> Team:
         """A new slackrouter team; raises ValueError with a message for the admin."""
-        clean_name, clean_members = _validated(name, members)
+        clean_name, clean_members = validate_team(name, members)
         team = Team(
             id=TEAM_PREFIX + secrets.token_hex(6),
             team_id=team_id,
@@ -201,7 +214,7 @@ class Directory:
         self, *, team_id: str, team_ref: str, name: str, members: Sequence[str]
     ) -> Team:
         """Rename a team and set its members; raises TeamNotFound or ValueError."""
-        clean_name, clean_members = _validated(name, members)
+        clean_name, clean_members = validate_team(name, members)
         async with self._sessions() as session, session.begin():
             team = await session.scalar(
                 select(Team).where(Team.team_id == team_id, Team.id == team_ref)
@@ -249,7 +262,8 @@ class Directory:
             batch = wanted[start : start + DND_BATCH]
             calls += 1
             try:
-                found.update(await self._slack.dnd(batch, now=now.timestamp()))
+                slack = await self._slack.for_team(team_id)
+                found.update(await slack.dnd(batch, now=now.timestamp()))
             except SlackApiError as exc:
                 log.warning(
                     "dnd.teamInfo failed for %d users of %s: %s",
@@ -281,7 +295,8 @@ def _store_dnd(rep: Rep, dnd: bool, now: datetime) -> None:
     rep.dnd, rep.dnd_checked_at = dnd, now
 
 
-def _validated(name: str, members: Sequence[str]) -> tuple[str, list[str]]:
+def validate_team(name: str, members: Sequence[str]) -> tuple[str, list[str]]:
+    """A team's name and members as stored; ValueError ("field: problem") when not valid."""
     clean_name = name.strip()
     if not clean_name:
         raise ValueError("name: must not be empty")

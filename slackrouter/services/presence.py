@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import zlib
+from collections.abc import Sequence
 from datetime import timedelta
 
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from slackrouter.adapters.db import repository as repo
@@ -76,9 +78,31 @@ class PresenceService:
                 await repo.ensure_reps(session, team_id, users)
         return sorted((team, user) for team, users in routes.items() for user in users)
 
-    async def refresh(self, *, pace: bool = True) -> int:
+    async def refresh(self, *, pace: bool = True, wait: bool = False) -> int:
         """Poll the stalest reps' presence (and missing profiles), and everyone's Do Not
-        Disturb in batches of 50; returns the calls made."""
+        Disturb in batches of 50; returns the calls made. On PostgreSQL one replica at a time
+        polls (an advisory lock), so replicas share Slack's budget instead of multiplying it;
+        `wait` waits for the lock instead of leaving the round to the replica that holds it."""
+        engine = self._sessions.kw["bind"]
+        if engine.dialect.name != "postgresql":
+            return await self._refresh(pace)
+        async with engine.connect() as connection:
+            # Each schema (one deployment, or one test) has its own lock.
+            schema = await connection.scalar(text("SELECT current_schema()"))
+            key = zlib.crc32(str(schema).encode())
+            if wait:
+                await connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            elif not await connection.scalar(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": key}
+            ):
+                return 0
+            try:
+                return await self._refresh(pace)
+            finally:
+                await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                await connection.commit()
+
+    async def _refresh(self, pace: bool) -> int:
         async with self._lock:
             wanted = set(await self.routed_reps())
             by_team: dict[str, list[str]] = {}
@@ -109,19 +133,37 @@ class PresenceService:
             async with self._sessions() as session, session.begin():
                 rep = await session.get_one(Rep, (team_id, user_id))
                 now = self._clock()
+                slack = await self._slack.for_team(team_id)
                 if rep.profile_checked_at is None or now - rep.profile_checked_at > PROFILE_MAX_AGE:
-                    profile = await self._slack.profile(user_id)
+                    profile = await slack.profile(user_id)
                     calls += 1
                     rep.name, rep.avatar_url = profile.name, profile.avatar_url
                     rep.is_bot, rep.deleted = profile.is_bot, profile.deleted
                     rep.email, rep.is_guest = profile.email, profile.is_guest
                     rep.profile_checked_at = now
-                rep.presence = await self._slack.presence(user_id)
+                rep.presence = await slack.presence(user_id)
                 rep.presence_checked_at = self._clock()
                 calls += 1
         except SlackApiError as exc:
             log.warning("presence refresh failed for %s: %s", user_id, slack_error(exc))
         return calls
+
+    async def check_now(self, *, team_id: str, user_ids: Sequence[str], limit: int = 10) -> None:
+        """Ask Slack now for the presence of people whose known presence is older than
+        `max_age` (the poller follows only reps on a route): a transfer to someone else needs
+        it fresh. At most `limit` calls, to stay within Slack's rate limits."""
+        now = self._clock()
+        async with self._sessions() as session, session.begin():
+            await repo.ensure_reps(session, team_id, user_ids)
+            await session.flush()
+            reps = await repo.reps_by_id(session, team_id, user_ids)
+        stale = [
+            user_id
+            for user_id, rep in reps.items()
+            if rep.presence_checked_at is None or now - rep.presence_checked_at > self._max_age
+        ]
+        for user_id in stale[:limit]:
+            await self._refresh_one(team_id, user_id)
 
     async def set_opted_in(self, *, team_id: str, user_id: str, opted_in: bool) -> None:
         """A rep's own choice to take chats or not (`/chatrouting available|away`)."""

@@ -7,6 +7,7 @@ retried event never delivers a reply twice.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,8 +19,11 @@ from slackrouter.adapters.db.models import Chatflow, Conversation, Message, Rep
 from slackrouter.adapters.slack.gateway import SlackGateway
 from slackrouter.adapters.slack.text import slack_to_visitor_text, user_ids_in
 from slackrouter.clock import Clock
+from slackrouter.observability import REPLIES_RELAYED
 from slackrouter.services import followups
+from slackrouter.services.chat_updates import queue_parent_updates
 from slackrouter.services.notifier import FeedNotifier
+from slackrouter.services.webhooks import queue_webhook
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +46,13 @@ class Replies:
         slack: SlackGateway,
         *,
         clock: Clock,
+        on_outbox: Callable[[], None],
     ) -> None:
         self._sessions = sessions
         self._notifier = notifier
         self._slack = slack
         self._clock = clock
+        self._on_outbox = on_outbox
 
     async def relay(self, reply: RepMessage) -> str:
         """Store a rep's thread reply for the visitor; returns what was done (for logs)."""
@@ -61,7 +67,13 @@ class Replies:
                 conversation = await session.get_one(Conversation, thread.conversation_id)
                 chatflow = await session.get_one(Chatflow, conversation.chatflow_id)
                 await self._saw_active(session, reply.team_id, reply.user_id, now)
-                is_note = reply.text.lstrip().startswith(chatflow.note_prefix)
+                # In reverse mode every thread message is a note ("Send to visitor" sends one),
+                # so a slip never reaches the visitor; nothing reaches a closed chat's visitor.
+                is_note = (
+                    chatflow.note_mode == "reverse"
+                    or conversation.status != "open"
+                    or reply.text.lstrip().startswith(chatflow.note_prefix)
+                )
                 text = reply.text if is_note else await self._plain(session, reply)
                 message = Message(
                     team_id=reply.team_id,
@@ -83,10 +95,14 @@ class Replies:
                     await followups.cancel(
                         session, conversation.id, followups.ESCALATION, followups.OFFLINE_EMAIL
                     )
+                    await queue_parent_updates(session, conversation, now)
                 repo.add_feed(session, message, "message", now)
+                queue_webhook(session, chatflow, conversation, "message", message, now)
         except IntegrityError:
             return "duplicate"
+        self._on_outbox()
         self._notifier.notify(conversation.id)
+        REPLIES_RELAYED.inc()
         log.info("relayed reply conversation=%s rep=%s", conversation.id, reply.user_id)
         return "relayed"
 
@@ -130,7 +146,8 @@ class Replies:
         names = {uid: rep.name for uid, rep in reps.items() if rep.name}
         for user_id in sorted(user_ids - names.keys()):
             try:
-                names[user_id] = (await self._slack.profile(user_id)).name
+                slack = await self._slack.for_team(team_id)
+                names[user_id] = (await slack.profile(user_id)).name
             except Exception:  # a name is a nicety; the reply still goes out
                 log.warning("could not look up the name of %s", user_id)
         return names

@@ -51,9 +51,11 @@ def weekly_hours(chatflow: Chatflow) -> WeeklyHours | None:
     )
 
 
-def away_text(chatflow: Chatflow, decision: Decision) -> str:
-    """What the visitor reads when nobody will answer now."""
-    if decision.rule is Rule.OUTSIDE_HOURS:
+def away_text(chatflow: Chatflow, decision: Decision, *, now: datetime) -> str:
+    """What the visitor reads when nobody will answer now: outside business hours the
+    out-of-hours message, whichever rule applied (an owned visitor's owner is closed too)."""
+    hours = weekly_hours(chatflow)
+    if decision.rule is Rule.OUTSIDE_HOURS or (hours is not None and not hours.is_open(now)):
         return chatflow.out_of_hours_message
     return chatflow.away_message
 
@@ -117,5 +119,7 @@ class Router:
             ",".join(decision.notify) or "-",
             describe(reps.values(), now=now),
         )
-        away = None if decision.outcome is Outcome.ROUTED else away_text(chatflow, decision)
+        away = (
+            None if decision.outcome is Outcome.ROUTED else away_text(chatflow, decision, now=now)
+        )
         return Routed(decision=decision, reps=reps, contact=contact, away_message=away)

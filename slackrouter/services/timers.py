@@ -1,5 +1,8 @@
 """Fire due timers: escalate an unanswered chat to the next reps, or hand it to the offline
-path; turn a debounced offline email into an outbox row."""
+path; turn a debounced offline email into an outbox row.
+
+An escalated chat that goes offline gets the same debounced email as one nobody could take at
+first, so a rep who answers it late (in the threads it was offered in) cancels the email."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from slackrouter.adapters.db import repository as repo
-from slackrouter.adapters.db.models import Chatflow, Conversation, Message, Timer
+from slackrouter.adapters.db.models import Chatflow, Conversation, Message, SlackThread, Timer
 from slackrouter.clock import Clock
 from slackrouter.routing import Outcome
 from slackrouter.services import followups
@@ -23,6 +26,7 @@ from slackrouter.services.visitor_messages import mark_assigned, open_threads, r
 log = logging.getLogger(__name__)
 
 BATCH = 100
+DEFAULT_EMAIL_DEBOUNCE = 180.0  # seconds; Settings.email_debounce_seconds' default
 
 
 class TimerWorker:
@@ -34,7 +38,10 @@ class TimerWorker:
         *,
         clock: Clock,
         on_outbox: Callable[[], None],
+        email_debounce: float = DEFAULT_EMAIL_DEBOUNCE,
     ) -> None:
+        # Public so that whoever builds the worker can set it from EMAIL_DEBOUNCE_SECONDS.
+        self.email_debounce = timedelta(seconds=email_debounce)
         self._sessions = sessions
         self._router = router
         self._notifier = notifier
@@ -135,9 +142,10 @@ class TimerWorker:
             conversation.offered = [*conversation.offered, *decision.notify]
             mark_assigned(routed, decision.notify, now)
             if not chatflow.channel_id:
-                await open_threads(
+                threads = await open_threads(
                     session, chatflow, conversation, decision.notify, message_id=first.id, now=now
                 )
+                await self._catch_up(session, conversation, threads, after=first.id, now=now)
             await followups.schedule(
                 session,
                 conversation,
@@ -159,5 +167,39 @@ class TimerWorker:
         await session.flush()
         repo.add_feed(session, notice, "message", now)
         if decision.email_to:
-            self._queue_email(session, conversation, now)
+            await followups.schedule(
+                session, conversation, followups.OFFLINE_EMAIL, now + self.email_debounce, now
+            )
         return conversation.id
+
+    @staticmethod
+    async def _catch_up(
+        session: AsyncSession,
+        conversation: Conversation,
+        threads: list[SlackThread],
+        *,
+        after: int,
+        now: datetime,
+    ) -> None:
+        """Queue the visitor's later messages into threads opened on escalation, after their
+        parent (which shows the first message), so the next reps see the whole chat."""
+        later = await session.scalars(
+            select(Message.id)
+            .where(
+                Message.conversation_id == conversation.id,
+                Message.author == "visitor",
+                Message.id > after,
+            )
+            .order_by(Message.id)
+        )
+        for message_id in later:
+            for thread in threads:
+                repo.add_outbox(
+                    session,
+                    team_id=conversation.team_id,
+                    kind="post_reply",
+                    conversation_id=conversation.id,
+                    thread_id=thread.id,
+                    message_id=message_id,
+                    now=now,
+                )

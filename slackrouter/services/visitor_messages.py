@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from slackrouter.adapters.db import repository as repo
 from slackrouter.adapters.db.models import Chatflow, Conversation, Message, Rep, SlackThread
 from slackrouter.clock import Clock
+from slackrouter.observability import VISITOR_MESSAGES, bind_log_context, chat_started
 from slackrouter.routing import Outcome
 from slackrouter.services import followups
 from slackrouter.services.notifier import FeedNotifier
@@ -77,9 +78,9 @@ async def open_threads(
     *,
     message_id: int,
     now: datetime,
-) -> None:
+) -> list[SlackThread]:
     """Create the Slack places a chat goes to (each rep's DM, or the chatflow's channel) and
-    queue their parent posts."""
+    queue their parent posts; returns the new threads."""
     if chatflow.channel_id:
         threads = [SlackThread(channel_id=chatflow.channel_id, rep_user_id=None)]
     else:
@@ -103,6 +104,7 @@ async def open_threads(
             now=now,
             payload={"mention": list(notify)} if chatflow.channel_id else None,
         )
+    return threads
 
 
 class VisitorMessages:
@@ -141,6 +143,7 @@ class VisitorMessages:
                     raise
                 continue
             if not result.duplicate:
+                VISITOR_MESSAGES.inc()
                 self._notifier.notify(result.conversation_id)
                 self._on_outbox()
             return result
@@ -227,6 +230,8 @@ class VisitorMessages:
         )
         session.add(conversation)
         await session.flush()
+        bind_log_context(team=chatflow.team_id, conversation=conversation.id)
+        chat_started(decision.outcome.value)
         stored.conversation_id = conversation.id
         session.add(stored)
         await session.flush()
@@ -275,6 +280,7 @@ class VisitorMessages:
         now: datetime,
     ) -> None:
         """A later message: into the same threads; the offline email waits for the visitor."""
+        bind_log_context(team=chatflow.team_id, conversation=conversation.id)
         conversation.visitor_name = conversation.visitor_name or message.name
         conversation.visitor_email = conversation.visitor_email or message.email
         stored.conversation_id = conversation.id
@@ -331,8 +337,17 @@ def routing_record(routed: Routed) -> dict[str, object]:
 
 
 def mark_assigned(routed: Routed, notify: tuple[str, ...], now: datetime) -> None:
-    """Round robin's memory: who got a chat last, so the next goes to someone else."""
+    """Round robin's memory: who got a chat last, so the next goes to someone else.
+
+    The stamps only ever grow: a request that read the clock before it waited for the
+    chatflow's lock (or ran on a replica whose clock lags) must not make its rep look less
+    recently assigned than the reps assigned before it, or that rep would be next again."""
+    latest = max(
+        (rep.last_assigned_at for rep in routed.reps.values() if rep.last_assigned_at),
+        default=None,
+    )
+    stamp = now if latest is None or now > latest else latest + timedelta(microseconds=1)
     for user_id in notify:
         rep = routed.reps.get(user_id)
         if rep is not None:
-            rep.last_assigned_at = now
+            rep.last_assigned_at = stamp

@@ -119,7 +119,7 @@ class Chat:
         """Set reps' Slack presence and let the app's poller see it."""
         for user_id, state in states.items():
             self.slack.set_presence(user_id, state)
-        await self.runtime.presence.refresh(pace=False)
+        await self.runtime.presence.refresh(pace=False, wait=True)
 
 
 @pytest.fixture

@@ -46,6 +46,15 @@ async def test_the_demo_runs_the_whole_loop_without_slack(tmp_path: Path) -> Non
         slack_url = re.search(r"sandbox Slack \(workspace \"Demo Co\"\): +(\S+)", printed)[1]
         key = re.search(r"public key: +(\S+)", printed)[1]
         async with httpx.AsyncClient(timeout=30) as http:
+            # The two pages the instructions lead with: the website with the widget, and the
+            # sandbox Slack where the newcomer answers as a rep.
+            website = re.search(r"the website, with the chat widget: +(\S+)", printed)[1]
+            sandbox = re.search(r"the sandbox Slack, for the reps: +(\S+)", printed)[1]
+            assert (website, sandbox) == (f"{app_url}/demo", f"{slack_url}/sandbox/")
+            page = (await http.get(app_url, follow_redirects=True)).text
+            assert f'<script src="/widget.js" data-chatflow="{key}" async>' in page
+            assert "<title>Sandbox Slack</title>" in (await http.get(sandbox)).text
+            assert (await http.get(f"{app_url}/widget.js")).status_code == 200
             accepted = (
                 await http.post(
                     f"{app_url}/v1/chatflows/{key}/messages",

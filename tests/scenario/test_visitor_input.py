@@ -151,3 +151,16 @@ async def test_a_badly_signed_slack_event_is_refused_and_changes_nothing(chat: C
     assert (await stale.send_event(event, timestamp=int(time.time()) - 600)).status_code == 401
     page = (await chat.read(accepted["conversation_id"], accepted["conversation_token"])).json()
     assert [m["author"] for m in page["messages"]] == ["visitor"]
+
+
+async def test_a_visitor_sending_too_fast_is_told_to_wait_and_nothing_is_stored(chat: Chat) -> None:
+    limit = chat.runtime.settings.rate_limit_per_visitor
+    for n in range(limit):
+        assert (await chat.visitor_says(f"message {n}")).status_code == 201
+    refused = await chat.visitor_says("one too many")
+    assert refused.status_code == 429
+    assert refused.json()["error"] == "rate_limited"
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert await count_rows(chat) == (limit, 1)
+    # Another visitor is not held up by this one.
+    assert (await chat.visitor_says("hello", visitor_id="someone-else")).status_code == 201

@@ -64,6 +64,9 @@ class Chatflow(Base):
         Text, default="We're away right now. Leave your email and we'll get back to you."
     )
     note_prefix: Mapped[str] = mapped_column(String(20), default=";;")
+    # "prefix": thread messages reach the visitor unless they start with `note_prefix`;
+    # "reverse": every thread message is a note unless sent with the "Send to visitor" shortcut.
+    note_mode: Mapped[str] = mapped_column(String(10), default="prefix")
     route_teams: Mapped[list[str]] = mapped_column(default=list)  # S… user groups, tm_… teams
     assignment: Mapped[str] = mapped_column(String(20), default="all")  # all | round_robin
     rotate_to_owner: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -138,6 +141,7 @@ class Conversation(Base):
     offered: Mapped[list[str]] = mapped_column(default=list)  # reps offered the chat so far
     missed: Mapped[bool] = mapped_column(Boolean, default=False)
     closed_at: Mapped[datetime | None]
+    closed_by: Mapped[str | None] = mapped_column(String(20))  # the rep who pressed Close
     created_at: Mapped[datetime]
 
 

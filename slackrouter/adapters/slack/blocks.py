@@ -13,6 +13,35 @@ Blocks = list[dict[str, Any]]
 FALLBACK_LIMIT = 300
 USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
 
+CHAT_BUTTONS = ("claim", "transfer", "close")
+_CHAT_BUTTONS: dict[str, dict[str, Any]] = {
+    "claim": {
+        "type": "button",
+        "action_id": "chat_claim",
+        "text": {"type": "plain_text", "text": "Claim"},
+        "style": "primary",
+    },
+    "transfer": {
+        "type": "button",
+        "action_id": "chat_transfer",
+        "text": {"type": "plain_text", "text": "Transfer"},
+    },
+    "close": {
+        "type": "button",
+        "action_id": "chat_close",
+        "text": {"type": "plain_text", "text": "Close"},
+        "confirm": {
+            "title": {"type": "plain_text", "text": "Close this chat?"},
+            "text": {
+                "type": "plain_text",
+                "text": "The visitor is told the chat has ended; replies stop reaching them.",
+            },
+            "confirm": {"type": "plain_text", "text": "Close chat"},
+            "deny": {"type": "plain_text", "text": "Cancel"},
+        },
+    },
+}
+
 
 def _fallback(prefix: str, text: str) -> str:
     short = text if len(text) <= FALLBACK_LIMIT else text[: FALLBACK_LIMIT - 1] + "…"
@@ -29,11 +58,16 @@ def parent_message(
     explanation: str,
     mention: tuple[str, ...] = (),
     missed: bool = False,
+    status: str | None = None,
+    buttons: tuple[str, ...] = CHAT_BUTTONS,
+    note_hint: str | None = None,
 ) -> tuple[str, Blocks]:
-    """The first message of a chat's thread: who, where, what, and why it came to you.
+    """The first message of a chat's thread: who, where, what, why it came to you, and the
+    buttons to work it (see `chat_state`).
 
     In a channel, `mention` names the reps offered the chat (ids only, so this is our markup,
-    never the visitor's); `missed` marks a chat nobody could take."""
+    never the visitor's); `missed` marks a chat nobody could take. `status` (plain text) says who
+    has it, or that it is closed; `note_hint` how replies and notes work in this chatflow."""
     who = visitor_name or "A visitor"
     if visitor_name and not identity_verified:
         who += " (unverified)"
@@ -41,6 +75,8 @@ def parent_message(
     if page_url:
         details.append(plain_text_object(f"on {page_url}", max_len=2000))
     blocks: Blocks = []
+    if status:
+        blocks.append({"type": "section", "text": plain_text_object(status)})
     ids = [user_id for user_id in mention if USER_ID.fullmatch(user_id)]
     if ids:
         people = " ".join(f"<@{user_id}>" for user_id in ids)
@@ -59,7 +95,41 @@ def parent_message(
         {"type": "section", "text": plain_text_object(text)},
         {"type": "context", "elements": [plain_text_object(explanation, max_len=2000)]},
     ]
+    if note_hint:
+        blocks.append({"type": "context", "elements": [plain_text_object(note_hint, 2000)]})
+    if buttons:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": "chat_actions",
+                "elements": [_CHAT_BUTTONS[name] for name in buttons],
+            }
+        )
     return _fallback(f"New chat from {who}: ", text), blocks
+
+
+def chat_state(
+    *, assignee_name: str | None, closed: bool, closed_by_name: str | None
+) -> tuple[str | None, tuple[str, ...]]:
+    """The status line and buttons of a chat's first message: who has it, or that it is closed
+    (no buttons then: a closed chat is done)."""
+    if closed:
+        return f"Closed by {closed_by_name or 'a rep'}", ()
+    if assignee_name:
+        return f"{assignee_name} has this chat", ("transfer", "close")
+    return None, CHAT_BUTTONS
+
+
+def note_hint(note_mode: str, note_prefix: str) -> str:
+    """How this chatflow treats thread messages, for the reps reading its chats."""
+    if note_mode == "reverse":
+        return (
+            "Messages in this thread are internal notes. To answer the visitor, use the "
+            "message's ⋯ menu → Send to visitor."
+        )
+    return (
+        f"Replies in this thread go to the visitor; start a message with {note_prefix} for a note."
+    )
 
 
 def visitor_reply(*, visitor_name: str | None, text: str) -> tuple[str, Blocks]:

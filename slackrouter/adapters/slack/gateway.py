@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
+
+from slackrouter.adapters.slack.metered import MeteredWebClient
 
 DND_BATCH = 50
 # Errors of free Slack plans, where user groups do not exist.
@@ -30,13 +33,14 @@ PERMANENT_ERRORS = frozenset(
         "msg_too_long",
         "invalid_blocks",
         "no_text",
+        "not_installed",  # no bot token for the workspace (OAuth: uninstalled or never)
     }
 )
 
 
 def create_client(token: str | None, base_url: str) -> AsyncWebClient:
     """A client that honours `Retry-After` on 429 (twice) besides slack_sdk's connection retries."""
-    client = AsyncWebClient(token=token, base_url=base_url)
+    client = MeteredWebClient(token=token, base_url=base_url)
     client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))
     return client
 
@@ -59,6 +63,7 @@ class UserProfile:
     deleted: bool
     email: str | None = None
     is_guest: bool = False
+    is_admin: bool = False  # a workspace admin or owner
 
 
 @dataclass(frozen=True)
@@ -86,16 +91,87 @@ def _profile(user: dict[str, Any]) -> UserProfile:
         deleted=bool(user.get("deleted")),
         email=profile.get("email"),
         is_guest=bool(user.get("is_restricted") or user.get("is_ultra_restricted")),
+        is_admin=bool(user.get("is_admin") or user.get("is_owner")),
     )
 
 
+class WorkspaceTokenSource(Protocol):
+    """Bot tokens per workspace (OAuth distribution); see `installations.WorkspaceTokens`."""
+
+    async def bot_token(self, team_id: str) -> str: ...
+
+    async def team_ids(self) -> list[str]: ...
+
+    def forget(self, team_id: str) -> None: ...
+
+
+# With many workspaces: the client of the workspace whose Slack request is being handled.
+_REQUEST_CLIENT: ContextVar[AsyncWebClient | None] = ContextVar(
+    "slack_request_client", default=None
+)
+
+
 class SlackGateway:
-    def __init__(self, client: AsyncWebClient) -> None:
-        self.client = client
+    def __init__(self, client: AsyncWebClient, *, tokens: WorkspaceTokenSource | None = None):
+        self._client = client
+        self.tokens = tokens
+        self._teams: dict[str, SlackGateway] = {}
+
+    @property
+    def client(self) -> AsyncWebClient:
+        """The client calls go through: with many workspaces and inside a Slack request (see
+        `speak_for_request`), the requesting workspace's; otherwise this gateway's own."""
+        if self.tokens is not None:
+            scoped = _REQUEST_CLIENT.get()
+            if scoped is not None:
+                return scoped
+        return self._client
+
+    async def speak_for_request(self, team_id: str | None) -> None:
+        """For the rest of the current Slack request, calls made through this gateway (not
+        only through `for_team`) use the token of workspace `team_id`."""
+        if self.tokens is None:
+            return
+        _REQUEST_CLIENT.set((await self.for_team(team_id)).client if team_id else None)
+
+    @property
+    def multi_workspace(self) -> bool:
+        return self.tokens is not None
+
+    async def for_team(self, team_id: str) -> SlackGateway:
+        """The gateway that speaks for workspace `team_id`. With one bot token, this one; with
+        OAuth, one over that workspace's bot token (kept per workspace, its token refreshed
+        from the installation store). Raises NotInstalled (`not_installed`) without one."""
+        if self.tokens is None:
+            return self
+        token = await self.tokens.bot_token(team_id)
+        gateway = self._teams.get(team_id)
+        if gateway is None:
+            gateway = SlackGateway(create_client(token, self._client.base_url))
+            self._teams[team_id] = gateway
+        gateway.client.token = token
+        return gateway
+
+    async def team_ids(self) -> list[str]:
+        """The workspaces the app speaks for: its own, or every installed one."""
+        if self.tokens is None:
+            return [await self.team_id()]
+        return await self.tokens.team_ids()
+
+    def forget(self, team_id: str) -> None:
+        """The workspace uninstalled the app or revoked its token: drop what is kept for it."""
+        self._teams.pop(team_id, None)
+        if self.tokens is not None:
+            self.tokens.forget(team_id)
 
     async def team_id(self) -> str:
         response = await self.client.auth_test()
         return str(response["team_id"])
+
+    async def workspace_url(self) -> str:
+        """The workspace's address (`https://acme.slack.com/`), the base of its permalinks."""
+        response = await self.client.auth_test()
+        return str(response["url"])
 
     async def open_dm(self, user_id: str) -> str:
         response = await self.client.conversations_open(users=user_id)
@@ -108,6 +184,7 @@ class SlackGateway:
         text: str,
         blocks: list[dict[str, Any]] | None = None,
         thread_ts: str | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> str:
         """Post without Slack's name linking or unfurls; returns the message's `ts`."""
         response = await self.client.chat_postMessage(
@@ -115,12 +192,27 @@ class SlackGateway:
             text=text,
             blocks=blocks,
             thread_ts=thread_ts,
+            metadata=metadata,
             mrkdwn=False,
             link_names=False,
             unfurl_links=False,
             unfurl_media=False,
         )
         return str(response["ts"])
+
+    async def recent_messages(
+        self, channel: str, *, thread_ts: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """The channel's latest messages (or a thread's), with their metadata."""
+        if thread_ts:
+            response = await self.client.conversations_replies(
+                channel=channel, ts=thread_ts, limit=limit, include_all_metadata=True
+            )
+        else:
+            response = await self.client.conversations_history(
+                channel=channel, limit=limit, include_all_metadata=True
+            )
+        return list(response.get("messages") or [])
 
     async def presence(self, user_id: str) -> str:
         response = await self.client.users_getPresence(user=user_id)
@@ -167,3 +259,40 @@ class SlackGateway:
             for group in response.get("usergroups") or []
             if not group.get("date_delete")
         ]
+
+    # --- surfaces: message updates, ephemeral answers, modals and the App Home -------------
+
+    async def update_message(
+        self, channel: str, ts: str, *, text: str, blocks: list[dict[str, Any]]
+    ) -> None:
+        """Replace a message the app posted (`chat.update`), without Slack's name linking."""
+        await self.client.chat_update(
+            channel=channel, ts=ts, text=text, blocks=blocks, link_names=False
+        )
+
+    async def post_ephemeral(
+        self,
+        channel: str,
+        user_id: str,
+        *,
+        text: str,
+        thread_ts: str | None = None,
+    ) -> None:
+        """A message only `user_id` sees, in a channel (or thread) they are looking at."""
+        await self.client.chat_postEphemeral(
+            channel=channel, user=user_id, text=text, thread_ts=thread_ts, link_names=False
+        )
+
+    async def open_view(self, trigger_id: str, view: dict[str, Any]) -> dict[str, Any]:
+        response = await self.client.views_open(trigger_id=trigger_id, view=view)
+        return dict(response["view"])
+
+    async def push_view(self, trigger_id: str, view: dict[str, Any]) -> dict[str, Any]:
+        response = await self.client.views_push(trigger_id=trigger_id, view=view)
+        return dict(response["view"])
+
+    async def update_view(self, view_id: str, view: dict[str, Any]) -> None:
+        await self.client.views_update(view_id=view_id, view=view)
+
+    async def publish_home(self, user_id: str, view: dict[str, Any]) -> None:
+        await self.client.views_publish(user_id=user_id, view=view)

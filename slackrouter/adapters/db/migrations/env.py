@@ -9,6 +9,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from slackrouter.adapters.db import slack_oauth  # noqa: F401  (its tables join Base)
 from slackrouter.adapters.db.models import Base
 
 config = context.config

@@ -1,0 +1,439 @@
+"""Each figure of the benchmark: how it is measured, and how it reads in the table."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import statistics
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.stack import (
+    HOST,
+    SIGNING_SECRET,
+    TEAM_ID,
+    App,
+    Bare,
+    Database,
+    FakeSlack,
+    cpu_seconds,
+    load_process,
+    next_line,
+    rss_mb,
+    run_load,
+)
+from slackrouter.adapters.db.models import Chatflow
+
+
+@dataclass(frozen=True)
+class Sizes:
+    runs: int
+    ingest_connections: int
+    ingest_seconds: float
+    latency_seconds: float
+    chats: int
+    relay_rate: float
+    relay_seconds: float
+    limit_channels: int
+    limit_posts_per_channel: int
+    streams: int
+    stream_clients: int
+    replica_chats: int
+    replica_rate: float
+    routing_reps: int
+    routing_contacts: int
+    routing_seconds: float
+
+
+FULL = Sizes(
+    runs=3,
+    ingest_connections=8,
+    ingest_seconds=4,
+    latency_seconds=5,
+    chats=24,
+    relay_rate=100,
+    relay_seconds=3,
+    limit_channels=6,
+    limit_posts_per_channel=12,
+    streams=5000,
+    stream_clients=4,
+    replica_chats=60,
+    replica_rate=20,
+    routing_reps=1000,
+    routing_contacts=10_000,
+    routing_seconds=2,
+)
+QUICK = Sizes(
+    runs=1,
+    ingest_connections=4,
+    ingest_seconds=1,
+    latency_seconds=1,
+    chats=4,
+    relay_rate=20,
+    relay_seconds=0.5,
+    limit_channels=2,
+    limit_posts_per_channel=5,
+    streams=100,
+    stream_clients=2,
+    replica_chats=6,
+    replica_rate=10,
+    routing_reps=100,
+    routing_contacts=1000,
+    routing_seconds=0.2,
+)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One figure on one database: its text, and whether it meets its target (None: no
+    target, or not measured)."""
+
+    text: str
+    ok: bool | None = None
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile, `p` in 0..100."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+# --- ingest ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ingest:
+    ratio: Cell
+    latency: Cell
+    saturation: float
+
+
+async def ingest(workdir: Path, sizes: Sizes, app: App, bare: Bare, chatflow: Chatflow) -> Ingest:
+    """Saturation of the app and of the bare endpoint, measured in turn in each run; then the
+    app's latency at half its saturation."""
+    ratios, apps, bares = [], [], []
+    for run in range(sizes.runs):
+        rates = {}
+        for name, port in (("bare", bare.port), ("app", app.port)):
+            result = await run_load(
+                workdir,
+                {
+                    "kind": "saturate",
+                    "host": HOST,
+                    "port": port,
+                    "public_key": chatflow.public_key,
+                    "prefix": f"{name}-{run}-{uuid.uuid4().hex[:6]}",
+                    "connections": sizes.ingest_connections,
+                    "seconds": sizes.ingest_seconds,
+                    "warm_up": min(1.0, sizes.ingest_seconds),
+                },
+            )
+            rates[name] = float(result["per_second"])
+        apps.append(rates["app"])
+        bares.append(rates["bare"])
+        ratios.append(rates["app"] / rates["bare"] if rates["bare"] else math.nan)
+    saturation = median(apps)
+    ratio = median(ratios)
+    p50s, p99s = [], []
+    rate = max(1.0, saturation / 2)
+    for run in range(sizes.runs):
+        result = await run_load(
+            workdir,
+            {
+                "kind": "paced",
+                "host": HOST,
+                "ports": [app.port],
+                "public_key": chatflow.public_key,
+                "prefix": f"paced-{run}-{uuid.uuid4().hex[:6]}",
+                "rate": rate,
+                "seconds": sizes.latency_seconds,
+            },
+        )
+        latencies = result["latencies_ms"]
+        p50s.append(percentile(latencies, 50))
+        p99s.append(percentile(latencies, 99))
+    p99 = median(p99s)
+    return Ingest(
+        ratio=Cell(
+            f"{ratio:.2f} (app {saturation:,.0f}/s ÷ bare {median(bares):,.0f}/s)", ratio >= 0.5
+        ),
+        latency=Cell(f"{median(p50s):.0f} / {p99:.0f} ms at {rate:,.0f}/s", p99 <= 50),
+        saturation=saturation,
+    )
+
+
+# --- chats: Slack calls per chat, relay latency -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Chat:
+    conversation_id: str
+    token: str
+    reps: tuple[str, ...]
+
+
+async def start_chats(
+    http: httpx.AsyncClient, app: App, chatflow: Chatflow, count: int, messages_each: int = 1
+) -> list[Chat]:
+    """`count` visitors write `messages_each` messages each, all visitors at once."""
+    prefix = uuid.uuid4().hex[:8]
+
+    async def visitor(n: int) -> Chat:
+        answer: dict[str, Any] = {}
+        for m in range(messages_each):
+            response = await http.post(
+                f"{app.url}/v1/chatflows/{chatflow.public_key}/messages",
+                json={
+                    "visitor_id": f"{prefix}-{n}",
+                    "client_message_id": f"m{m}",
+                    "text": f"Hello ({prefix}-{n}-{m})",
+                },
+            )
+            response.raise_for_status()
+            answer = answer or response.json()
+        return Chat(
+            answer["conversation_id"],
+            answer["conversation_token"],
+            tuple(agent["name"] for agent in answer["agents"]),
+        )
+
+    return list(await asyncio.gather(*(visitor(n) for n in range(count))))
+
+
+async def quiet(slack: FakeSlack, *, within: float = 60, still: float = 1.0) -> int:
+    """Wait until the app makes no Slack call for `still` seconds; returns the calls so far."""
+    deadline = time.monotonic() + within
+    count = len(await slack.calls())
+    while time.monotonic() < deadline:
+        await asyncio.sleep(still)
+        now = len(await slack.calls())
+        if now == count:
+            return count
+        count = now
+    raise RuntimeError(f"the app kept calling Slack for {within:g} s")
+
+
+async def slack_calls(
+    http: httpx.AsyncClient,
+    slack: FakeSlack,
+    database: Database,
+    app: App,
+    chatflow: Chatflow,
+    count: int,
+) -> tuple[Cell, list[Chat]]:
+    """Web API calls made for `count` new chats, against the minimum: one post per notified
+    rep, one conversations.open per rep in this process's life."""
+    before = await quiet(slack)
+    chats = await start_chats(http, app, chatflow, count)
+    await database.settled(within=120)
+    calls = (await slack.calls())[before:]
+    methods = Counter(call["method"] for call in calls)
+    notified = sum(len(chat.reps) for chat in chats)
+    reps = len({rep for chat in chats for rep in chat.reps})
+    minimum = notified + reps
+    presence = methods["users.getPresence"]
+    others = sum(methods.values()) - methods["chat.postMessage"] - methods["conversations.open"]
+    ratio = len(calls) / minimum
+    text = (
+        f"{ratio:.2f} ({len(calls)} calls for {count} chats, minimum {minimum}: "
+        f"{methods['chat.postMessage']} posts, {methods['conversations.open']} opens, "
+        f"{presence} presence, {others - presence} other)"
+    )
+    return Cell(text, ratio <= 1.0 and presence == 0), chats
+
+
+async def relay(
+    workdir: Path, sizes: Sizes, database: Database, app: App, chats: Sequence[Chat]
+) -> Cell:
+    """Reps' signed thread replies at `relay_rate`, each timed until the visitor's stream
+    shows it."""
+    threads = await database.threads(chat.conversation_id for chat in chats)
+    job_threads = [
+        {
+            "conversation_id": chat.conversation_id,
+            "token": chat.token,
+            "channel": threads[chat.conversation_id].channel_id,
+            "thread_ts": threads[chat.conversation_id].thread_ts,
+            "user": threads[chat.conversation_id].rep_user_id,
+        }
+        for chat in chats
+    ]
+    p50s, p99s, lost, refused = [], [], 0, 0
+    for run in range(sizes.runs):
+        result = await run_load(
+            workdir,
+            {
+                "kind": "relay",
+                "host": HOST,
+                "port": app.port,
+                "signing_secret": SIGNING_SECRET,
+                "team_id": TEAM_ID,
+                "threads": job_threads,
+                "prefix": f"{run}-{uuid.uuid4().hex[:6]}",
+                "rate": sizes.relay_rate,
+                "count": int(sizes.relay_rate * sizes.relay_seconds),
+                "settle": 30,
+            },
+        )
+        p50s.append(percentile(result["latencies_ms"], 50))
+        p99s.append(percentile(result["latencies_ms"], 99))
+        lost += int(result["lost"])
+        refused += sum(n for status, n in result["statuses"].items() if status != "200")
+    p99 = median(p99s)
+    text = f"{median(p50s):.0f} / {p99:.0f} ms at {sizes.relay_rate:g}/s"
+    if lost or refused:
+        text += f" ({lost} never arrived, {refused} events refused)"
+    return Cell(text, p99 <= 100 and not lost)
+
+
+# --- delivery under rate limits -------------------------------------------------------------
+
+RATE, BURST = 1.0, 3
+
+
+async def rate_limited(
+    http: httpx.AsyncClient,
+    sizes: Sizes,
+    slack: FakeSlack,
+    database: Database,
+    app: App,
+    chatflow: Chatflow,
+) -> Cell:
+    """The fake Slack allows one post per second per channel (bursts of 3) and answers 429
+    beyond, plus a few 429s of its own; chats to `limit_channels` reps make
+    `limit_posts_per_channel` posts in each DM. The figure is the delivery rate against what
+    the limits allow: (posts − burst) ÷ rate seconds per channel, from the first message."""
+    messages_each = 4
+    per_channel = max(1, sizes.limit_posts_per_channel // messages_each)
+    chats_count = per_channel * sizes.limit_channels
+    await slack.rate_limit(RATE, burst=BURST)
+    ratios, lost, duplicated, limited = [], 0, 0, 0
+    try:
+        for _ in range(sizes.runs):
+            await asyncio.sleep(BURST / RATE)  # every bucket full again
+            known = {post["ts"] for post in await slack.posts()}
+            calls_before = len(await slack.calls())
+            await slack.fail("chat.postMessage", status=429, retry_after=1, times=2)
+            start = time.time()
+            await start_chats(http, app, chatflow, chats_count, messages_each)
+            await database.settled(within=300)
+            posts = [post for post in await slack.posts() if post["ts"] not in known]
+            calls = (await slack.calls())[calls_before:]
+            limited += sum(1 for call in calls if call["status"] == 429)
+            sent = chats_count * messages_each
+            lost += max(0, sent - len(posts))
+            duplicated += max(0, len(posts) - sent)
+            by_channel = Counter(post["channel"] for post in posts)
+            allowed = max(max(0, n - BURST) / RATE for n in by_channel.values())
+            took = max(float(post["ts"]) for post in posts) - start
+            ratios.append(allowed / took if took > 0 else math.nan)
+    finally:
+        await slack.rate_limit(None, burst=BURST)
+    ratio = median(ratios)
+    text = f"{ratio:.2f} ({lost} lost, {duplicated} duplicated, {limited} answered 429)"
+    return Cell(text, ratio >= 0.9 and lost == 0)
+
+
+# --- open streams ---------------------------------------------------------------------------
+
+
+async def open_streams(
+    workdir: Path, sizes: Sizes, database: Database, app: App, chatflow: Chatflow
+) -> Cell:
+    """RSS of the app while `streams` visitors hold an event stream open, split over several
+    client processes; also its CPU while they are held."""
+    conversations = await database.idle_conversations(chatflow, sizes.streams)
+    base = rss_mb(app.pid)
+    rss, cpu = [], []
+    clients = sizes.stream_clients
+    for _ in range(sizes.runs):
+        shares = [conversations[k::clients] for k in range(clients)]
+        async with contextlib.AsyncExitStack() as stack:
+            generators = [
+                await stack.enter_async_context(
+                    load_process(
+                        workdir,
+                        {"kind": "streams", "host": HOST, "port": app.port, "conversations": share},
+                    )
+                )
+                for share in shares
+            ]
+            ready = [await next_line(lines, "streams") for lines, _ in generators]
+            failed = sum(sum(r["failed"].values()) for r in ready)
+            if failed:
+                raise RuntimeError(f"{failed} event streams failed to open: {ready}")
+            cpu_before, clock = cpu_seconds(app.pid), time.monotonic()
+            await asyncio.sleep(2)
+            rss.append(rss_mb(app.pid))
+            cpu.append((cpu_seconds(app.pid) - cpu_before) / (time.monotonic() - clock))
+            for lines, stdin in generators:
+                stdin.close()
+                await next_line(lines, "streams")
+    held = median(rss)
+    text = (
+        f"{held:,.0f} MB with {sizes.streams:,} streams (idle {base:,.0f} MB; "
+        f"CPU {median(cpu) * 100:.0f}% while held)"
+    )
+    return Cell(text, held <= 300 if sizes.streams >= 5000 else None)
+
+
+# --- replicas -------------------------------------------------------------------------------
+
+
+async def replicas(
+    workdir: Path,
+    sizes: Sizes,
+    database: Database,
+    slack: FakeSlack,
+    first: App,
+    second: App,
+    chatflow: Chatflow,
+) -> Cell:
+    """CPU seconds per chat of the app processes, one replica against two on one PostgreSQL
+    database, runs alternating; each run's window is from its first message until the outbox
+    is drained."""
+    per_chat: dict[int, list[float]] = {1: [], 2: []}
+    for run in range(sizes.runs):
+        for count in (1, 2):
+            apps = [first, second][:count]
+            if count == 2:
+                await second.start()
+            await quiet(slack)
+            before = sum(cpu_seconds(app.pid) for app in apps)
+            await run_load(
+                workdir,
+                {
+                    "kind": "paced",
+                    "host": HOST,
+                    "ports": [app.port for app in apps],
+                    "public_key": chatflow.public_key,
+                    "prefix": f"replicas-{count}-{run}-{uuid.uuid4().hex[:6]}",
+                    "rate": sizes.replica_rate,
+                    "seconds": sizes.replica_chats * 2 / sizes.replica_rate,
+                    "visitors": sizes.replica_chats,
+                    "messages_each": 2,
+                },
+            )
+            await database.settled(within=300)
+            used = sum(cpu_seconds(app.pid) for app in apps) - before
+            per_chat[count].append(used / sizes.replica_chats)
+            if count == 2:
+                second.stop()
+    one, two = median(per_chat[1]), median(per_chat[2])
+    ratio = two / one
+    text = f"{ratio:.2f} ({two * 1000:.0f} ÷ {one * 1000:.0f} ms CPU per chat)"
+    return Cell(text, ratio <= 1.2)

@@ -1,0 +1,64 @@
+"""Claim, Close and Transfer: the buttons on every chat's first message. The chat is found from
+the message clicked; the service checks the user may act on it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+
+from slackrouter.adapters.slack.chat_blocks import transfer_modal
+from slackrouter.handlers.surfaces import Surfaces, team_slack, told_if_declined, who
+
+
+def _clicked(body: dict[str, Any]) -> tuple[str, str]:
+    """(channel, ts) of the message whose button was clicked."""
+    container = body.get("container") or {}
+    return str(container.get("channel_id", "")), str(container.get("message_ts", ""))
+
+
+def register(app: AsyncApp, *, surfaces: Surfaces) -> None:
+    chats = surfaces.chats
+
+    @app.action("chat_claim")
+    async def claim(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        team_id, user_id = who(body)
+        channel, ts = _clicked(body)
+        async with told_if_declined(surfaces.slack, body):
+            chat = await chats.chat_at(team_id=team_id, channel=channel, ts=ts, user_id=user_id)
+            answer = await chats.claim(
+                team_id=team_id, conversation_id=chat.conversation_id, user_id=user_id
+            )
+            await (await team_slack(surfaces.slack, body)).post_ephemeral(
+                channel, user_id, text=answer
+            )
+
+    @app.action("chat_close")
+    async def close(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        team_id, user_id = who(body)
+        channel, ts = _clicked(body)
+        async with told_if_declined(surfaces.slack, body):
+            chat = await chats.chat_at(team_id=team_id, channel=channel, ts=ts, user_id=user_id)
+            answer = await chats.close(
+                team_id=team_id, conversation_id=chat.conversation_id, user_id=user_id
+            )
+            await (await team_slack(surfaces.slack, body)).post_ephemeral(
+                channel, user_id, text=answer
+            )
+
+    @app.action("chat_transfer")
+    async def transfer(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        team_id, user_id = who(body)
+        channel, ts = _clicked(body)
+        async with told_if_declined(surfaces.slack, body):
+            chat = await chats.chat_at(team_id=team_id, channel=channel, ts=ts, user_id=user_id)
+            view = transfer_modal(
+                conversation_id=chat.conversation_id,
+                channel=channel,
+                visitor_name=chat.visitor_name,
+                chatflow_name=chat.chatflow_name,
+            )
+            await (await team_slack(surfaces.slack, body)).open_view(str(body["trigger_id"]), view)

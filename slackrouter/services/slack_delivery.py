@@ -1,0 +1,146 @@
+"""Posting chats to Slack from the outbox: a chat's parent message, then the visitor's later
+messages into its thread.
+
+Each post carries the outbox id in Slack's message metadata. After an uncertain failure (a
+timeout or a 5xx, when Slack may have posted it anyway) the next attempt looks in the channel
+for that id before posting again, so a retry does not show a second post.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from slackrouter.adapters.db.models import (
+    Chatflow,
+    Conversation,
+    Message,
+    OutboxItem,
+    Rep,
+    SlackThread,
+)
+from slackrouter.adapters.slack import blocks
+from slackrouter.adapters.slack.gateway import SlackGateway, slack_error
+from slackrouter.services.delivery import NotYet, RetryLater, Undeliverable
+from slackrouter.services.pacing import ChannelPacer
+
+log = logging.getLogger(__name__)
+
+METADATA_EVENT = "slackrouter_post"
+
+
+def _uncertain(exc: BaseException) -> bool:
+    """Did the call fail in a way that leaves open whether Slack posted the message?"""
+    if isinstance(exc, SlackApiError):
+        status = exc.response.status_code if exc.response is not None else 0
+        return status >= 500 or slack_error(exc) in {"internal_error", "fatal_error"}
+    return isinstance(exc, (TimeoutError, OSError))
+
+
+class SlackPoster:
+    def __init__(self, slack: SlackGateway, pacer: ChannelPacer) -> None:
+        self._slack = slack
+        self._pacer = pacer
+
+    async def post_parent(self, session: AsyncSession, item: OutboxItem) -> None:
+        thread = await session.get_one(SlackThread, item.thread_id)
+        if thread.thread_ts is not None:
+            return
+        message = await session.get_one(Message, item.message_id)
+        conversation = await session.get_one(Conversation, thread.conversation_id)
+        if thread.channel_id is None and thread.rep_user_id is not None:
+            thread.channel_id = await self._dm_channel(session, thread)
+        assert thread.channel_id is not None
+        chatflow = await session.get_one(Chatflow, conversation.chatflow_id)
+        text, body = blocks.parent_message(
+            chatflow_name=chatflow.name,
+            visitor_name=conversation.visitor_name,
+            identity_verified=conversation.identity_verified,
+            page_url=conversation.page_url,
+            text=message.text,
+            explanation=str(conversation.routing.get("explanation", "")),
+            mention=tuple((item.payload or {}).get("mention", ())),
+            missed=conversation.routing_outcome != "routed",
+            note_hint=blocks.note_hint(chatflow.note_mode, chatflow.note_prefix),
+        )
+        thread.thread_ts = await self._post(item, thread.channel_id, text, body, None)
+
+    async def post_reply(self, session: AsyncSession, item: OutboxItem) -> None:
+        thread = await session.get_one(SlackThread, item.thread_id)
+        if thread.thread_ts is None or thread.channel_id is None:
+            if await self._parent_failed(session, thread):
+                raise Undeliverable("the chat's first post to Slack failed")
+            raise NotYet
+        message = await session.get_one(Message, item.message_id)
+        conversation = await session.get_one(Conversation, thread.conversation_id)
+        text, body = blocks.visitor_reply(visitor_name=conversation.visitor_name, text=message.text)
+        await self._post(item, thread.channel_id, text, body, thread.thread_ts)
+
+    async def _post(
+        self,
+        item: OutboxItem,
+        channel: str,
+        text: str,
+        body: list[dict[str, Any]],
+        thread_ts: str | None,
+    ) -> str:
+        slack = await self._slack.for_team(item.team_id)
+        if (item.result or {}).get("uncertain"):
+            found = await self._already_posted(slack, item, channel, thread_ts)
+            if found is not None:
+                log.info("outbox item %s was posted before its failure; not posting again", item.id)
+                item.result = {"channel": channel, "ts": found, "found_after_failure": True}
+                return found
+        wait = self._pacer.take(channel)
+        if wait > 0:
+            raise RetryLater(wait, f"pacing posts to {channel}")
+        try:
+            ts = await slack.post_message(
+                channel,
+                text=text,
+                blocks=body,
+                thread_ts=thread_ts,
+                metadata={"event_type": METADATA_EVENT, "event_payload": {"outbox_id": item.id}},
+            )
+        except (SlackApiError, TimeoutError, OSError) as exc:
+            if _uncertain(exc):
+                item.result = {"uncertain": True}
+            raise
+        item.result = {"channel": channel, "ts": ts}
+        return ts
+
+    @staticmethod
+    async def _already_posted(
+        slack: SlackGateway, item: OutboxItem, channel: str, thread_ts: str | None
+    ) -> str | None:
+        for message in await slack.recent_messages(channel, thread_ts=thread_ts):
+            metadata = message.get("metadata") or {}
+            payload = metadata.get("event_payload") or {}
+            if metadata.get("event_type") == METADATA_EVENT and payload.get("outbox_id") == item.id:
+                return str(message["ts"])
+        return None
+
+    @staticmethod
+    async def _parent_failed(session: AsyncSession, thread: SlackThread) -> bool:
+        status = await session.scalar(
+            select(OutboxItem.status).where(
+                OutboxItem.thread_id == thread.id, OutboxItem.kind == "post_parent"
+            )
+        )
+        return status == "failed"
+
+    async def _dm_channel(self, session: AsyncSession, thread: SlackThread) -> str:
+        """The rep's DM with the app, opened once and remembered."""
+        assert thread.rep_user_id is not None
+        rep = await session.get(Rep, (thread.team_id, thread.rep_user_id))
+        if rep is not None and rep.dm_channel_id:
+            return rep.dm_channel_id
+        slack = await self._slack.for_team(thread.team_id)
+        channel = await slack.open_dm(thread.rep_user_id)
+        if rep is not None:
+            rep.dm_channel_id = channel
+        return channel

@@ -1,0 +1,649 @@
+"""Real processes for the resilience tests: the fake Slack (`python -m slackrouter.sandbox`),
+`slackrouter run` (started, killed, restarted), a fresh database per test, visitors that load the
+app concurrently, and the figures: accepted, delivered, lost, duplicated."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import httpx
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from slackrouter.adapters.db.database import create_engine, session_factory
+from slackrouter.adapters.db.models import Chatflow, Message, OutboxItem, Rep
+from slackrouter.clock import utcnow
+from slackrouter.config import normalize_database_url
+from slackrouter.services.chatflows import ChatflowSpec, create_chatflow
+from tests.conftest import POSTGRES_URL
+
+SIGNING_SECRET = "resilience-signing-secret-0123456789"
+TEAM_ID = "T0001"
+HOST = "127.0.0.1"
+TAG = re.compile(r"msg-[0-9a-f]{12}")
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def new_tag() -> str:
+    """A marker put in a visitor message's text, so its posts in Slack can be counted."""
+    return f"msg-{uuid.uuid4().hex[:12]}"
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T]], *, within: float, what: str, interval: float = 0.2
+) -> T:
+    """Poll `check` until it returns something truthy; fail after `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {within:g}s (last value: {value!r})")
+        await asyncio.sleep(interval)
+
+
+def reps(count: int, prefix: str = "U0REP") -> tuple[str, ...]:
+    return tuple(f"{prefix}{n:02d}" for n in range(1, count + 1))
+
+
+def members(user_ids: Iterable[str]) -> list[tuple[str, str]]:
+    """Workspace members for these ids, named after them."""
+    return [(user_id, f"Rep {user_id[-2:]}") for user_id in user_ids]
+
+
+# --- the fake Slack process -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Post:
+    """A message the app has in Slack now."""
+
+    channel: str
+    ts: str
+    thread_ts: str | None
+    text: str
+
+    @property
+    def tags(self) -> list[str]:
+        return TAG.findall(self.text)
+
+
+@dataclass(frozen=True)
+class OutageCounts:
+    """Calls to one method that outages answered with an error (`refused`), held (`held`),
+    and hold right now (`holding`)."""
+
+    refused: int
+    held: int
+    holding: int
+
+
+class SlackProcess:
+    """`python -m slackrouter.sandbox` and its control API."""
+
+    def __init__(self, process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+        self.process = process
+        self.url = url
+        self.log = log
+        self.http = httpx.AsyncClient(base_url=url, timeout=30)
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api/"
+
+    async def posts(self) -> list[Post]:
+        body = await self._get("/sandbox/posts")
+        return [Post(**post) for post in body["posts"]]
+
+    async def outage_counts(self, method: str) -> OutageCounts:
+        body = await self._get("/sandbox/outages")
+        return OutageCounts(**{name: int(body[name].get(method, 0)) for name in body})
+
+    async def calls(self, method: str) -> list[dict[str, Any]]:
+        body = await self._get("/sandbox/calls", method=method)
+        return list(body["calls"])
+
+    async def outage(self, method: str, mode: str) -> None:
+        """`error`, `hold` or `lost_answer` from now on; `none` ends it."""
+        await self._post("/sandbox/outage", method=method, mode=mode)
+
+    async def fail(self, method: str, *, status: int, retry_after: int, times: int) -> None:
+        await self._post(
+            "/sandbox/fail", method=method, status=status, retry_after=retry_after, times=times
+        )
+
+    async def rate_limit(self, per_second: float | None, *, burst: int = 3) -> None:
+        await self._post("/sandbox/rate-limit", per_second=per_second, burst=burst)
+
+    async def presence(self, user: str, presence: str) -> None:
+        await self._post("/sandbox/presence", user=user, presence=presence)
+
+    async def send_events_to(self, app_url: str) -> None:
+        await self._post("/sandbox/events", url=f"{app_url}/slack/events")
+
+    async def reply(self, user: str, channel: str, thread_ts: str, text: str) -> None:
+        """`user` answers in a chat's thread; the event goes where `send_events_to` said."""
+        response = await self.http.post(
+            "/sandbox/reply",
+            json={"user": user, "channel": channel, "thread_ts": thread_ts, "text": text},
+        )
+        assert response.status_code == 200, response.text
+
+    async def _get(self, path: str, **params: str) -> dict[str, Any]:
+        response = await self.http.get(path, params=params)
+        response.raise_for_status()
+        return dict(response.json())
+
+    async def _post(self, path: str, **body: Any) -> None:
+        response = await self.http.post(path, json=body)
+        assert response.status_code == 200, response.text
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        _terminate(self.process)
+
+
+@contextlib.asynccontextmanager
+async def slack_process(
+    workdir: Path, members: Iterable[tuple[str, str]]
+) -> AsyncIterator[SlackProcess]:
+    """The fake Slack as a process, with these members (`(user id, name)`)."""
+    url_file = workdir / "slack.url"
+    url_file.unlink(missing_ok=True)
+    log = workdir / "slack.log"
+    command = [
+        sys.executable,
+        "-m",
+        "slackrouter.sandbox",
+        "--port",
+        "0",
+        "--url-file",
+        str(url_file),
+        "--signing-secret",
+        SIGNING_SECRET,
+        *(f"--rep={user_id}={name}" for user_id, name in members),
+    ]
+    process = _spawn(command, log, workdir, os.environ.copy())
+    try:
+
+        async def started() -> str:
+            if process.poll() is not None:
+                raise AssertionError(f"the fake Slack exited:\n{log.read_text()}")
+            return url_file.read_text().strip() if url_file.exists() else ""
+
+        url = await eventually(started, within=30, what="the fake Slack starts", interval=0.05)
+    except BaseException:
+        _terminate(process)
+        raise
+    slack = SlackProcess(process, url, log)
+    try:
+        yield slack
+    finally:
+        await slack.close()
+
+
+def _spawn(
+    command: Sequence[str], log: Path, workdir: Path, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """Start a process whose output is appended to `log`."""
+    with log.open("ab") as output:
+        return subprocess.Popen(
+            command, env=env, cwd=workdir, stdout=output, stderr=subprocess.STDOUT
+        )
+
+
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# --- the database ---------------------------------------------------------------------------
+
+
+@dataclass
+class Store:
+    """The app's database, as the test sees it: `url` is what the app gets as DATABASE_URL."""
+
+    url: str
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+
+    @property
+    def kind(self) -> str:
+        return "postgresql" if self.url.startswith("postgresql") else "sqlite"
+
+    async def chatflow(
+        self,
+        route: Sequence[str],
+        *,
+        name: str = "Sales",
+        **columns: Any,
+    ) -> Chatflow:
+        """A chatflow made with the Python API, then given `columns` (assignment,
+        escalation_seconds, offline_fallback, webhook_url ...)."""
+        chatflow = await create_chatflow(
+            self.sessions,
+            team_id=TEAM_ID,
+            spec=ChatflowSpec(name=name, route_users=tuple(route)),
+            clock=utcnow,
+        )
+        if columns:
+            async with self.sessions() as session, session.begin():
+                await session.execute(
+                    update(Chatflow).where(Chatflow.id == chatflow.id).values(**columns)
+                )
+        return chatflow
+
+    async def active_reps(self, user_ids: Iterable[str]) -> int:
+        """How many of these reps the app has seen active in Slack."""
+        async with self.sessions() as session:
+            count = await session.scalar(
+                select(func.count())
+                .select_from(Rep)
+                .where(Rep.user_id.in_(list(user_ids)), Rep.presence == "active")
+            )
+        return int(count or 0)
+
+    async def outbox(self, kind: str | None = None) -> list[OutboxItem]:
+        async with self.sessions() as session:
+            query = select(OutboxItem).order_by(OutboxItem.id)
+            if kind is not None:
+                query = query.where(OutboxItem.kind == kind)
+            return list(await session.scalars(query))
+
+    async def unfinished(self) -> int:
+        """Outbox rows neither done nor failed."""
+        return sum(1 for item in await self.outbox() if item.status not in ("done", "failed"))
+
+    async def settled(self, within: float = 90) -> None:
+        """Wait until the outbox owes nothing more (every row done or failed)."""
+
+        async def idle() -> bool:
+            return await self.unfinished() == 0
+
+        await eventually(idle, within=within, what="the outbox drains")
+
+    async def unfinished_tags(self) -> list[str]:
+        """The message tags of the Slack posts the outbox still owes."""
+        async with self.sessions() as session:
+            rows = await session.execute(
+                select(Message.text)
+                .join(OutboxItem, OutboxItem.message_id == Message.id)
+                .where(
+                    OutboxItem.kind.in_(("post_parent", "post_reply")),
+                    OutboxItem.status.not_in(("done", "failed")),
+                )
+            )
+            return [tag for (text,) in rows for tag in TAG.findall(text)]
+
+
+@contextlib.asynccontextmanager
+async def fresh_store(kind: str, workdir: Path) -> AsyncIterator[Store]:
+    """An empty database, migrated by `slackrouter migrate`: a SQLite file, or a new PostgreSQL
+    database (the app reads DATABASE_URL only, so a schema of the test database would not do)."""
+    admin: asyncpg.Connection | None = None
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    if kind == "sqlite":
+        url = f"sqlite:///{workdir / 'slackrouter.db'}"
+    else:
+        server = make_url(POSTGRES_URL)
+        admin = await asyncpg.connect(
+            server.set(drivername="postgresql").render_as_string(hide_password=False)
+        )
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        url = server.set(drivername="postgresql", database=name).render_as_string(
+            hide_password=False
+        )
+    try:
+        await migrate(url, workdir)
+        engine = create_engine(normalize_database_url(url))
+        try:
+            yield Store(url, engine, session_factory(engine))
+        finally:
+            await engine.dispose()
+    finally:
+        if admin is not None:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.close()
+
+
+async def migrate(database_url: str, workdir: Path) -> None:
+    """`slackrouter migrate`, as a deploy step runs it."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "slackrouter",
+        "migrate",
+        env={**_clean_environment(), "DATABASE_URL": database_url},
+        cwd=workdir,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await process.communicate()
+    assert process.returncode == 0, f"slackrouter migrate failed:\n{output.decode()}"
+
+
+# --- the app process ------------------------------------------------------------------------
+
+_SETTINGS = (
+    "SLACK_",
+    "DATABASE_URL",
+    "HOST",
+    "PORT",
+    "PUBLIC_URL",
+    "LOG_LEVEL",
+    "PRESENCE_",
+    "DELIVERY_",
+    "MAX_",
+    "SMTP_",
+    "MAIL_FROM",
+    "MBOX_PATH",
+    "EMAIL_",
+    "TIMER_",
+    "RATE_LIMIT_",
+    "SLACKROUTER_",
+)
+
+
+def _clean_environment() -> dict[str, str]:
+    """This process's environment without any slackrouter setting."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(_SETTINGS)}
+
+
+@dataclass
+class AppProcess:
+    """One `slackrouter run` process; `start` again after `kill` restarts it on the same port."""
+
+    name: str
+    workdir: Path
+    settings: dict[str, str]
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    runs: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    def start(self) -> None:
+        assert self.process is None or self.process.poll() is not None, "already running"
+        self.runs += 1
+        env = {
+            **_clean_environment(),
+            "HOST": HOST,
+            "PORT": str(self.port),
+            "PYTHONUNBUFFERED": "1",
+            **self.settings,
+        }
+        with self.log.open("a") as output:
+            output.write(f"--- run {self.runs} ---\n")
+        self.process = _spawn(
+            [sys.executable, "-m", "slackrouter", "run"], self.log, self.workdir, env
+        )
+
+    async def ready(self, within: float = 60) -> None:
+        """Wait until the app answers HTTP."""
+        async with httpx.AsyncClient(base_url=self.url, timeout=5) as http:
+
+            async def answers() -> bool:
+                if self.process is None or self.process.poll() is not None:
+                    raise AssertionError(f"{self.name} exited:\n{self.log_tail()}")
+                with contextlib.suppress(httpx.TransportError):
+                    return (await http.get("/openapi.json")).status_code == 200
+                return False
+
+            await eventually(answers, within=within, what=f"{self.name} starts", interval=0.1)
+
+    def kill(self) -> None:
+        """`kill -9`: no shutdown, no flush, nothing finished."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _terminate(self.process)
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def app_settings(store: Store, slack: SlackProcess, workdir: Path, **extra: str) -> dict[str, str]:
+    """The environment of `slackrouter run` against the fake Slack and the test's database."""
+    return {
+        "SLACK_BOT_TOKEN": "xoxb-fake",
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.api_url,
+        "DATABASE_URL": store.url,
+        "LOG_LEVEL": "INFO",
+        "PRESENCE_REFRESH_INTERVAL": "3600",
+        "PRESENCE_MAX_AGE": "3600",
+        "DELIVERY_POLL_INTERVAL": "0.2",
+        "TIMER_POLL_INTERVAL": "0.2",
+        "MBOX_PATH": str(workdir / "mail.mbox"),
+        # One loopback address plays every visitor here: the per-IP limit is not under test.
+        "RATE_LIMIT_PER_IP": "1000000",
+        **extra,
+    }
+
+
+@contextlib.asynccontextmanager
+async def running(*apps: AppProcess) -> AsyncIterator[None]:
+    """Start the apps, wait until they answer, and stop them (printing their logs' ends if the
+    block failed)."""
+    try:
+        for app in apps:
+            app.start()
+        for app in apps:
+            await app.ready()
+        yield
+    except BaseException:
+        for app in apps:
+            if app.log.exists():
+                print(f"--- end of {app.name}'s log ---\n{app.log_tail()}")
+        raise
+    finally:
+        for app in apps:
+            app.stop()
+
+
+async def until_routed(store: Store, route: Sequence[str]) -> None:
+    """Wait until the app has polled the reps' presence and sees every one of them active."""
+
+    async def seen() -> bool:
+        return await store.active_reps(route) == len(route)
+
+    await eventually(seen, within=30, what="the app sees the reps active")
+
+
+# --- visitors -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A visitor message to send; `tag` is in its text."""
+
+    visitor_id: str
+    client_message_id: str
+    tag: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.tag} from {self.visitor_id}: do you ship to Norway?"
+
+
+def conversations(visitors: int, messages_each: int) -> list[list[Outgoing]]:
+    """`visitors` lists of `messages_each` messages, each list one visitor's conversation."""
+    run = uuid.uuid4().hex[:6]
+    return [
+        [Outgoing(f"visitor-{run}-{v}", f"c{m}", new_tag()) for m in range(messages_each)]
+        for v in range(visitors)
+    ]
+
+
+@dataclass
+class Load:
+    """What the visitors sent and how the app answered."""
+
+    accepted: dict[str, dict[str, Any]] = field(default_factory=dict)  # tag: the 2xx answer
+    failures: Counter[str] = field(default_factory=Counter)  # why attempts got no 2xx
+    refused: dict[str, int] = field(default_factory=dict)  # tag: a final 4xx status
+
+    @property
+    def tags(self) -> set[str]:
+        return set(self.accepted)
+
+    @property
+    def server_errors(self) -> dict[str, int]:
+        """The 5xx answers the visitors got (each retried until answered 2xx)."""
+        return {k: n for k, n in self.failures.items() if k.startswith("HTTP 5")}
+
+
+async def send(
+    urls: Sequence[str],
+    public_key: str,
+    chats: Sequence[Sequence[Outgoing]],
+    load: Load,
+    *,
+    give_up_after: float = 90,
+) -> Load:
+    """Every visitor writes their messages in order, all visitors at once. A message whose
+    request fails (no answer, a 5xx, a 429) is sent again with the same client message id, as a
+    visitor's browser would, until it is answered; request `i` goes to `urls[i % len(urls)]`."""
+    deadline = time.monotonic() + give_up_after
+    counter = itertools.count()
+    limits = httpx.Limits(max_connections=len(chats), max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+
+        async def one(message: Outgoing) -> None:
+            body = {
+                "visitor_id": message.visitor_id,
+                "client_message_id": message.client_message_id,
+                "text": message.text,
+            }
+            while time.monotonic() < deadline:
+                url = urls[next(counter) % len(urls)]
+                try:
+                    response = await http.post(
+                        f"{url}/v1/chatflows/{public_key}/messages", json=body
+                    )
+                except httpx.TransportError as exc:
+                    load.failures[type(exc).__name__] += 1
+                    await asyncio.sleep(0.1)
+                    continue
+                if response.is_success:
+                    load.accepted[message.tag] = response.json()
+                    return
+                load.failures[f"HTTP {response.status_code}"] += 1
+                if response.status_code < 500 and response.status_code != 429:
+                    load.refused[message.tag] = response.status_code
+                    return
+                await asyncio.sleep(0.1)
+
+        async def visitor(chat: Sequence[Outgoing]) -> None:
+            for message in chat:
+                await one(message)
+
+        await asyncio.gather(*(visitor(chat) for chat in chats))
+    return load
+
+
+# --- figures --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Accepted messages against what Slack shows: `delivered` were posted at least once,
+    `lost` never, `duplicated` counts the posts beyond the first."""
+
+    test: str
+    accepted: int
+    delivered: int
+    lost: int
+    duplicated: int
+    notes: tuple[tuple[str, int], ...] = ()
+
+    def line(self) -> str:
+        extra = "".join(f" {name}={value}" for name, value in self.notes)
+        return (
+            f"{self.test}: accepted={self.accepted} delivered={self.delivered} "
+            f"lost={self.lost} duplicated={self.duplicated}{extra}"
+        )
+
+
+def tally(
+    test: str, accepted: Iterable[str], deliveries: Iterable[Iterable[str]], **notes: int
+) -> Figures:
+    """Count, for each accepted message's tag, the deliveries (Slack posts, emails, webhook
+    calls, each given as the tags it carries) that carry it."""
+    seen = Counter(tag for delivery in deliveries for tag in set(delivery))
+    wanted = set(accepted)
+    return Figures(
+        test=test,
+        accepted=len(wanted),
+        delivered=sum(1 for tag in wanted if seen[tag]),
+        lost=sum(1 for tag in wanted if not seen[tag]),
+        duplicated=sum(seen[tag] - 1 for tag in wanted if seen[tag] > 1),
+        notes=tuple(notes.items()),
+    )
+
+
+async def all_posted(slack: SlackProcess, tags: set[str], within: float = 90) -> list[Post]:
+    """Wait until every tag is in some post; returns the posts (fails naming what is missing)."""
+    missing: set[str] = set(tags)
+
+    async def complete() -> list[Post] | None:
+        nonlocal missing
+        posts = await slack.posts()
+        missing = tags - {tag for post in posts for tag in post.tags}
+        return posts if not missing else None
+
+    try:
+        return await eventually(complete, within=within, what="every accepted message is posted")
+    except AssertionError as error:
+        raise AssertionError(f"{error}; {len(missing)} never posted") from None
+
+
+class FiguresLog:
+    """Figures printed as they are measured and collected in one file for the run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def record(self, figures: Figures) -> None:
+        print(f"\nFIGURES {figures.line()}")
+        with self.path.open("a") as out:
+            out.write(figures.line() + "\n")

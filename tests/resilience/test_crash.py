@@ -1,0 +1,80 @@
+"""`kill -9` in the middle of a load: every message the app answered 2xx reaches Slack after a
+restart on the same database, and duplicates are counted (at most the posts that were in flight,
+made in Slack but not yet recorded, when the process died; the goal is none)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from tests.resilience.harness import (
+    AppProcess,
+    FiguresLog,
+    Load,
+    all_posted,
+    app_settings,
+    conversations,
+    eventually,
+    fresh_store,
+    members,
+    reps,
+    running,
+    send,
+    slack_process,
+    tally,
+    until_routed,
+)
+
+VISITORS, MESSAGES_EACH = 60, 5  # 300 messages
+REPS = reps(24)  # round robin over many DMs, so that pacing per channel is no bottleneck
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def test_a_killed_app_delivers_every_accepted_message_after_a_restart(
+    kind: str, tmp_path: Path, figures: FiguresLog
+) -> None:
+    async with (
+        fresh_store(kind, tmp_path) as store,
+        slack_process(tmp_path, members(REPS)) as slack,
+    ):
+        chatflow = await store.chatflow(REPS, assignment="round_robin", escalation_seconds=3600)
+        app = AppProcess("app", tmp_path, app_settings(store, slack, tmp_path))
+        async with running(app):
+            await until_routed(store, REPS)
+            load = Load()
+            chats = conversations(VISITORS, MESSAGES_EACH)
+            visitors = asyncio.create_task(send([app.url], chatflow.public_key, chats, load))
+
+            async def halfway() -> bool:
+                return len(load.accepted) >= VISITORS * MESSAGES_EACH // 2
+
+            await eventually(halfway, within=60, what="half the messages are accepted")
+            app.kill()
+            accepted_at_kill = len(load.accepted)
+            posted = {tag for post in await slack.posts() for tag in post.tags}
+            in_flight = sum(1 for tag in await store.unfinished_tags() if tag in posted)
+            owed = len(await store.unfinished_tags())
+
+            app.start()
+            await app.ready()
+            await visitors
+            assert not load.refused, f"messages refused: {load.refused}"
+            assert not load.server_errors, f"visitors got 5xx: {load.failures}"
+            await all_posted(slack, load.tags)
+            await store.settled()
+            result = tally(
+                f"crash ({kind})",
+                load.tags,
+                [post.tags for post in await slack.posts()],
+                accepted_at_kill=accepted_at_kill,
+                owed_at_kill=owed,
+                in_flight_at_kill=in_flight,
+                failed_requests=sum(load.failures.values()),
+            )
+            figures.record(result)
+            assert all(a["status"] == "routed" for a in load.accepted.values())
+            assert result.lost == 0
+            assert result.duplicated <= in_flight
