@@ -194,8 +194,8 @@ async def routing(sizes: Sizes, results: Results) -> None:
             for _ in range(sizes.runs)
         ]
         return Cell(
-            f"{figures.median(rates):,.0f}/s ({sizes.routing_reps:,} reps, "
-            f"{sizes.routing_contacts:,} contacts; in-process, no database)"
+            f"{figures.median(rates):,.0f} per CPU second ({sizes.routing_reps:,} reps, "
+            f"{sizes.routing_contacts:,} contacts; in-process)"
         )
 
     await results.measure("routing", "core", measure)

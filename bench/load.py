@@ -198,7 +198,7 @@ class Streams:
     news: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    async def open(self, *, concurrency: int = 100) -> None:
+    async def open(self, *, concurrency: int = 16) -> None:
         """Open every stream; returns once each is answered (or failed)."""
         gate = asyncio.Semaphore(concurrency)
         answered = [asyncio.Event() for _ in self.conversations]

@@ -192,7 +192,7 @@ class FakeSlack:
                 str(self._url_file),
                 "--signing-secret",
                 SIGNING_SECRET,
-                *(f"--rep={user_id}=Rep {user_id[-4:]}" for user_id in members),
+                *(f"--rep={user_id}=Rep{user_id[1:]}" for user_id in members),
             ],
             workdir / "slack.log",
         )
@@ -466,8 +466,8 @@ class Database:
             session.add_all(rows)
         return [(row.id, row.token) for row in rows]
 
-    async def threads(self, conversation_ids: Iterable[str]) -> dict[str, SlackThread]:
-        """The posted Slack thread of each of these conversations (one thread each)."""
+    async def threads(self, conversation_ids: Iterable[str]) -> list[SlackThread]:
+        """The Slack threads of these conversations that have been posted."""
         async with self.sessions() as session:
             rows = await session.scalars(
                 select(SlackThread).where(
@@ -475,7 +475,7 @@ class Database:
                     SlackThread.thread_ts.is_not(None),
                 )
             )
-            return {thread.conversation_id: thread for thread in rows}
+            return list(rows)
 
 
 async def postgres_available() -> bool:

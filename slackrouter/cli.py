@@ -8,19 +8,37 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dotenv import load_dotenv
 
 from slackrouter.config import Settings, SettingsError, load_settings
 
+if TYPE_CHECKING:
+    from slackrouter.bootstrap import Runtime
+
 log = logging.getLogger("slackrouter")
 
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    from slackrouter.observability import configure_logging
+
+    configure_logging(level)  # logfmt (key=value) lines on stderr
+
+
+async def _workspace(runtime: Runtime, team: str | None) -> str:
+    """The workspace a command acts on: the bot token's, or with OAuth the one `--team` names
+    (or the only one installed)."""
+    if team:
+        return team
+    if not runtime.slack.multi_workspace:
+        return await runtime.slack.team_id()
+    installed = await runtime.slack.team_ids()
+    if len(installed) == 1:
+        return installed[0]
+    raise SettingsError(
+        f"--team: with OAuth, name the workspace (installed: {', '.join(installed) or 'none'})"
     )
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 async def _serve(settings: Settings) -> None:
@@ -74,7 +92,7 @@ async def _chatflows(settings: Settings, args: argparse.Namespace) -> None:
         await runtime.migrate()
         if args.action == "add":
             settings.require_slack()
-            team_id = await runtime.slack.team_id()
+            team_id = await _workspace(runtime, args.team)
             spec = ChatflowSpec(
                 name=args.name,
                 route_users=tuple(u.strip() for u in args.route.split(",") if u.strip()),
@@ -98,7 +116,7 @@ async def _chatflows(settings: Settings, args: argparse.Namespace) -> None:
         await runtime.engine.dispose()
 
 
-async def _contacts_import(settings: Settings, path: str) -> int:
+async def _contacts_import(settings: Settings, path: str, team: str | None = None) -> int:
     from slack_sdk.errors import SlackApiError
 
     from slackrouter.adapters.slack.gateway import slack_error
@@ -110,7 +128,7 @@ async def _contacts_import(settings: Settings, path: str) -> int:
     runtime = build(settings)
     try:
         await runtime.migrate()
-        team_id = await runtime.slack.team_id()
+        team_id = await _workspace(runtime, team)
 
         def progress(done: int, total: int) -> None:
             print(f"\r  {done:,} of {total:,} rows", end="", file=sys.stderr, flush=True)
@@ -227,6 +245,9 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run everything locally with a sandbox Slack")
     demo.add_argument("--port", type=int, default=8000, help="the app's port (default 8000)")
     commands.add_parser("migrate", help="apply database migrations")
+    commands.add_parser(
+        "check", help="check settings, database, email, Slack token and scopes; exit 1 on a problem"
+    )
     chatflows = commands.add_parser("chatflows", help="add, list, export or apply chatflows")
     actions = chatflows.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="list chatflows")
@@ -235,6 +256,7 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--route", required=True, help="Slack user ids, comma-separated")
     add.add_argument("--away-message")
     add.add_argument("--welcome-message")
+    add.add_argument("--team", help="the workspace id (T…); needed with OAuth and many workspaces")
     export = actions.add_parser(
         "export", help="write the workspace's teams and chatflows to a YAML file (- for stdout)"
     )
@@ -251,12 +273,17 @@ def _parser() -> argparse.ArgumentParser:
         help="import contacts from a CSV file (email,name,owner,visitor_ids); all or nothing",
     )
     importer.add_argument("file")
+    importer.add_argument("--team", help="the workspace id (T…); needed with OAuth")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     load_dotenv(override=False)
+    if args.command == "check":
+        from slackrouter.check import main as check
+
+        return check()
     try:
         settings = load_settings()
         _configure_logging(settings.log_level)
@@ -274,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "chatflows":
             asyncio.run(_chatflows(settings, args))
         elif args.command == "contacts":
-            return asyncio.run(_contacts_import(settings, args.file))
+            return asyncio.run(_contacts_import(settings, args.file, args.team))
     except SettingsError as exc:
         print(f"slackrouter: error: {exc}", file=sys.stderr)
         return 2

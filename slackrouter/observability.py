@@ -184,16 +184,25 @@ def _install_record_factory() -> None:
     _factory_installed = True
 
 
+_handler: logging.Handler | None = None
+
+
 def configure_logging(level: str, stream: IO[str] | None = None) -> logging.Handler:
-    """Log to stderr (or `stream`) in logfmt at `level`; returns the handler it added."""
+    """Log to stderr (or `stream`) in logfmt at `level`, replacing the handler an earlier call
+    added; returns the handler."""
+    global _handler
     _install_record_factory()
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(LogfmtFormatter())
     root = logging.getLogger()
+    if _handler is not None:
+        root.removeHandler(_handler)
+    _handler = handler
     root.addHandler(handler)
     root.setLevel(level)
     # Chatter at INFO; slack_sdk logs request bodies at DEBUG, which only DEBUG shows.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # URLs may carry secrets
     for name in ("slack_sdk", "slack_bolt"):
         logging.getLogger(name).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
     return handler

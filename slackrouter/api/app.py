@@ -12,11 +12,10 @@ from fastapi.responses import JSONResponse, Response
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from sse_starlette.sse import EventSourceResponse
 
-from slackrouter.adapters.db import repository as repo
 from slackrouter.adapters.slack.connection import INSTALL_PATH, REDIRECT_PATH
-from slackrouter.api import signing
 from slackrouter.api.contacts import contacts_router
 from slackrouter.api.cors import VisitorApiCors
+from slackrouter.api.errors import ApiError, error_response, signed_chatflow, unknown_chatflow
 from slackrouter.api.limits import BodySizeLimit
 from slackrouter.api.operations import operations_router
 from slackrouter.api.ratelimit import SlidingWindowLimiter
@@ -39,25 +38,13 @@ from slackrouter.services.greeting import greet
 from slackrouter.services.visitor_messages import UnknownChatflow, VisitorMessageIn
 
 STREAM_WAIT = 15.0
+# Slack's interaction payloads carry the whole view or message clicked in (up to 100 blocks).
+SLACK_MAX_BODY_BYTES = 1_048_576
 T = TypeVar("T")
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in (400, 401, 404, 413, 422, 429)
 }
-
-
-class ApiError(Exception):
-    def __init__(
-        self, status: int, error: str, message: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status, self.error, self.message, self.headers = status, error, message, headers
-
-
-def _error(
-    status: int, error: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse({"error": error, "message": message}, status_code=status, headers=headers)
 
 
 def _feed(page: FeedPage) -> FeedOut:
@@ -122,7 +109,7 @@ def create_api(runtime: Runtime) -> FastAPI:
 
     @api.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status, exc.error, exc.message, exc.headers)
+        return error_response(exc.status, exc.error, exc.message, exc.headers)
 
     @api.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -130,7 +117,7 @@ def create_api(runtime: Runtime) -> FastAPI:
             f"{'.'.join(str(p) for p in err['loc'][1:]) or 'body'}: {err['msg']}"
             for err in exc.errors()
         )
-        return _error(422, "invalid_request", problems or "the request is not valid")
+        return error_response(422, "invalid_request", problems or "the request is not valid")
 
     @api.post(
         "/v1/chatflows/{public_key}/messages",
@@ -163,18 +150,13 @@ def create_api(runtime: Runtime) -> FastAPI:
                 headers={"Retry-After": str(max(1, round(wait)))},
             )
         if signed:
-            async with runtime.sessions() as session:
-                chatflow = await repo.chatflow_by_key(session, public_key)
-            if chatflow is None:
-                raise ApiError(404, "unknown_chatflow", "no chatflow has this public key")
-            problem = signing.verify(
-                chatflow.signing_secret,
+            await signed_chatflow(
+                runtime.sessions,
+                public_key,
+                request,
                 x_slackrouter_timestamp,
                 x_slackrouter_signature,
-                await request.body(),
             )
-            if problem:
-                raise ApiError(401, "bad_signature", problem)
         try:
             result = await runtime.visitor_messages.receive(
                 public_key=public_key,
@@ -182,7 +164,7 @@ def create_api(runtime: Runtime) -> FastAPI:
                 identity_verified=signed,
             )
         except UnknownChatflow:
-            raise ApiError(404, "unknown_chatflow", "no chatflow has this public key") from None
+            raise unknown_chatflow() from None
         body = MessageAccepted(
             conversation_id=result.conversation_id,
             conversation_token=result.conversation_token,
@@ -218,7 +200,7 @@ def create_api(runtime: Runtime) -> FastAPI:
                 clock=utcnow,
             )
         except UnknownChatflow:
-            raise ApiError(404, "unknown_chatflow", "no chatflow has this public key") from None
+            raise unknown_chatflow() from None
         return GreetingOut(
             status=greeting.status,  # type: ignore[arg-type]
             agents=[AgentOut(name=a.name, avatar_url=a.avatar_url) for a in greeting.agents],
@@ -329,6 +311,10 @@ def create_api(runtime: Runtime) -> FastAPI:
     api.include_router(operations_router(runtime))
     api.include_router(contacts_router(runtime))
     api.include_router(widget_router())
-    api.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_body_bytes)
+    api.add_middleware(
+        BodySizeLimit,
+        max_bytes=runtime.settings.max_body_bytes,
+        path_limits={"/slack/": SLACK_MAX_BODY_BYTES},
+    )
     api.add_middleware(VisitorApiCors)
     return api

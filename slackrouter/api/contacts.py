@@ -11,9 +11,8 @@ from fastapi import APIRouter, Header, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from slack_sdk.errors import SlackApiError
 
-from slackrouter.adapters.db import repository as repo
 from slackrouter.adapters.slack.gateway import slack_error
-from slackrouter.api import signing
+from slackrouter.api.errors import ApiError, signed_chatflow
 from slackrouter.api.schemas import ErrorOut, Text, Token
 from slackrouter.bootstrap import Runtime
 from slackrouter.services.contacts import (
@@ -75,9 +74,7 @@ class ContactResponse(BaseModel):
 
 def contacts_router(runtime: Runtime) -> APIRouter:
     """The contacts endpoint; `create_api` includes it, and its `ApiError` handler renders the
-    errors (imported here, not at the top, because `slackrouter.api.app` imports this module)."""
-    from slackrouter.api.app import ApiError
-
+    errors."""
     router = APIRouter()
 
     @router.put(
@@ -99,18 +96,9 @@ def contacts_router(runtime: Runtime) -> APIRouter:
         x_slackrouter_timestamp: Annotated[str | None, Header()] = None,
         x_slackrouter_signature: Annotated[str | None, Header()] = None,
     ) -> ContactResponse:
-        async with runtime.sessions() as session:
-            chatflow = await repo.chatflow_by_key(session, public_key)
-        if chatflow is None:
-            raise ApiError(404, "unknown_chatflow", "no chatflow has this public key")
-        problem = signing.verify(
-            chatflow.signing_secret,
-            x_slackrouter_timestamp,
-            x_slackrouter_signature,
-            await request.body(),
+        chatflow = await signed_chatflow(
+            runtime.sessions, public_key, request, x_slackrouter_timestamp, x_slackrouter_signature
         )
-        if problem:
-            raise ApiError(401, "bad_signature", problem)
         try:
             stored = await runtime.contacts.upsert(
                 team_id=chatflow.team_id,

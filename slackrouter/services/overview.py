@@ -118,15 +118,14 @@ class Overview:
             members = await _members(session, team_id)
             people = {u for c in chatflows for u in _route(c, members)}
             reps = await _reps(session, team_id, people)
+        states = {u: rep_state(rep, now=now, max_age=self._max_age) for u, rep in reps.items()}
         statuses = []
         for chatflow in chatflows:
             hours = weekly_hours(chatflow)
             available: list[str] = []
             unavailable: list[tuple[str, Unavailable]] = []
             for user_id in _route(chatflow, members):
-                rep = reps.get(user_id)
-                state = rep_state(rep, now=now, max_age=self._max_age) if rep else None
-                why = availability(state, now=now, hours=hours)
+                why = availability(states.get(user_id), now=now, hours=hours)
                 if why is None:
                     available.append(user_id)
                 else:

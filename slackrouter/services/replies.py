@@ -19,7 +19,7 @@ from slackrouter.adapters.db.models import Chatflow, Conversation, Message, Rep
 from slackrouter.adapters.slack.gateway import SlackGateway
 from slackrouter.adapters.slack.text import slack_to_visitor_text, user_ids_in
 from slackrouter.clock import Clock
-from slackrouter.observability import REPLIES_RELAYED
+from slackrouter.observability import REPLIES_RELAYED, bind_log_context
 from slackrouter.services import followups
 from slackrouter.services.chat_updates import queue_parent_updates
 from slackrouter.services.notifier import FeedNotifier
@@ -103,6 +103,7 @@ class Replies:
         self._on_outbox()
         self._notifier.notify(conversation.id)
         REPLIES_RELAYED.inc()
+        bind_log_context(conversation=conversation.id)
         log.info("relayed reply conversation=%s rep=%s", conversation.id, reply.user_id)
         return "relayed"
 

@@ -83,6 +83,53 @@ class ApplyReport:
 # --- export ------------------------------------------------------------------------------
 
 
+class _Dumper(yaml.SafeDumper):
+    """Readable YAML: lists of ids on one line, messages of several lines as blocks."""
+
+
+def _text_style(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+def _list_style(dumper: yaml.SafeDumper, value: list[Any]) -> yaml.SequenceNode:
+    flat = all(isinstance(item, str) for item in value)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=flat)
+
+
+_Dumper.add_representer(str, _text_style)
+_Dumper.add_representer(list, _list_style)
+
+
+def _hours_out(hours: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Business hours as people write them: `mon: ["09:00-17:00"]`."""
+    if hours is None:
+        return None
+    days = hours.get("days") or {}
+    return {
+        "timezone": hours.get("timezone") or "UTC",
+        "days": {day: [f"{start}-{end}" for start, end in pairs] for day, pairs in days.items()},
+    }
+
+
+def _hours_in(value: Any, where: str, problems: list[str]) -> Mapping[str, Any] | None:
+    """The stored form of `_hours_out`'s; the chatflow validation checks the times."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not isinstance(value.get("days", {}), Mapping):
+        problems.append(f"{where}: expected timezone and days")
+        return {}
+    days: dict[str, list[list[str]]] = {}
+    for day, intervals in (value.get("days") or {}).items():
+        if not isinstance(intervals, list) or not all(
+            isinstance(i, str) and i.count("-") == 1 for i in intervals
+        ):
+            problems.append(f"{where}.days.{day}: expected intervals like 09:00-17:00")
+            continue
+        days[str(day)] = [interval.split("-") for interval in intervals]
+    return {**value, "days": days}
+
+
 def _chatflow_entry(chatflow: Chatflow) -> dict[str, Any]:
     settings = settings_of(chatflow)
     return {
@@ -101,7 +148,7 @@ def _chatflow_entry(chatflow: Chatflow) -> dict[str, Any]:
             "away": settings.away_message,
             "out_of_hours": settings.out_of_hours_message,
         },
-        "hours": dict(settings.hours) if settings.hours is not None else None,
+        "hours": _hours_out(settings.hours),
     }
 
 
@@ -118,7 +165,7 @@ def document(team_id: str, teams: Sequence[Team], chatflows: Sequence[Chatflow])
             _chatflow_entry(c) for c in sorted(chatflows, key=lambda c: (c.name.casefold(), c.id))
         ],
     }
-    return HEADER + yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=100)
+    return HEADER + yaml.dump(body, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
 
 
 async def workspaces(sessions: async_sessionmaker[AsyncSession]) -> list[str]:
@@ -206,7 +253,7 @@ def _parse_chatflow(raw: Any, where: str, problems: list[str]) -> _ChatflowIn | 
     rotate = raw.get("rotate_to_owner", False)
     if not isinstance(rotate, bool):
         problems.append(f"{where}.rotate_to_owner: expected true or false")
-    hours = raw.get("hours")
+    hours = _hours_in(raw.get("hours"), f"{where}.hours", problems)
     settings = ChatflowSettings(
         name=_text(raw.get("name"), f"{where}.name", problems, default=""),
         route_users=_strings(route.get("users"), f"{where}.route.users", problems),

@@ -75,9 +75,16 @@ class SlackPoster:
             if await self._parent_failed(session, thread):
                 raise Undeliverable("the chat's first post to Slack failed")
             raise NotYet
-        message = await session.get_one(Message, item.message_id)
-        conversation = await session.get_one(Conversation, thread.conversation_id)
-        text, body = blocks.visitor_reply(visitor_name=conversation.visitor_name, text=message.text)
+        mention = tuple((item.payload or {}).get("mention", ()))
+        if mention:
+            # An escalated channel chat: the next reps are asked in its thread.
+            text, body = blocks.offer_in_thread(mention=mention)
+        else:
+            message = await session.get_one(Message, item.message_id)
+            conversation = await session.get_one(Conversation, thread.conversation_id)
+            text, body = blocks.visitor_reply(
+                visitor_name=conversation.visitor_name, text=message.text
+            )
         await self._post(item, thread.channel_id, text, body, thread.thread_ts)
 
     async def _post(

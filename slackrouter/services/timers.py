@@ -141,7 +141,9 @@ class TimerWorker:
         if decision.outcome is Outcome.ROUTED and first is not None:
             conversation.offered = [*conversation.offered, *decision.notify]
             mark_assigned(routed, decision.notify, now)
-            if not chatflow.channel_id:
+            if chatflow.channel_id:
+                await self._ask_in_channel(session, conversation, first, decision.notify, now)
+            else:
                 threads = await open_threads(
                     session, chatflow, conversation, decision.notify, message_id=first.id, now=now
                 )
@@ -171,6 +173,29 @@ class TimerWorker:
                 session, conversation, followups.OFFLINE_EMAIL, now + self.email_debounce, now
             )
         return conversation.id
+
+    @staticmethod
+    async def _ask_in_channel(
+        session: AsyncSession,
+        conversation: Conversation,
+        first: Message,
+        notify: tuple[str, ...],
+        now: datetime,
+    ) -> None:
+        """In a channel the chat keeps its one parent: the next reps are mentioned in its
+        thread instead."""
+        for thread in await repo.threads_of(session, conversation.id):
+            if thread.rep_user_id is None:
+                repo.add_outbox(
+                    session,
+                    team_id=conversation.team_id,
+                    kind="post_reply",
+                    conversation_id=conversation.id,
+                    thread_id=thread.id,
+                    message_id=first.id,
+                    now=now,
+                    payload={"mention": list(notify)},
+                )
 
     @staticmethod
     async def _catch_up(

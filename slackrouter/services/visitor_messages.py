@@ -161,6 +161,7 @@ class VisitorMessages:
             chatflow = await repo.chatflow_by_key(session, public_key)
             if chatflow is None:
                 raise UnknownChatflow(public_key)
+            bind_log_context(team=chatflow.team_id, conversation=None)
             existing = await repo.visitor_message(
                 session, chatflow.id, message.visitor_id, message.client_message_id
             )

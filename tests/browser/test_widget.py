@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import Locator, Page, Route, expect
 
 from slackrouter.adapters.db.models import Chatflow
 from slackrouter.services.contacts import ContactIn
@@ -43,7 +43,7 @@ async def test_a_visitor_and_a_rep_chat_through_slack(site: Site) -> None:
     alice = slack.get_by_role("region", name="Alice Rep")
     await expect(alice).to_contain_text("Do you ship to Norway?")
     await expect(slack.get_by_role("region", name="Bob Rep")).to_contain_text("Norway")
-    await site.chat_posted(ALICE)
+    thread_ts = await site.chat_posted(ALICE)
     reply = alice.get_by_role("textbox", name="Reply in thread")
     await reply.fill("Yes, in 3 days!")
     await reply.press("Enter")
@@ -53,6 +53,12 @@ async def test_a_visitor_and_a_rep_chat_through_slack(site: Site) -> None:
     answer = chat.get_by_role("log").get_by_role("listitem").last
     await expect(answer).to_have_text("AliceYes, in 3 days!")
     await expect(chat).to_contain_text("Alice will reply")
+
+    reply_ts = site.slack.thread(f"D{ALICE}", thread_ts)[-1]["ts"]
+    await site.slack.user_edits(ALICE, f"D{ALICE}", reply_ts, "Yes, in 2 days!")
+    await expect(answer).to_have_text("AliceYes, in 2 days!edited")
+    await site.slack.user_deletes(f"D{ALICE}", reply_ts)
+    await expect(answer).to_have_text("AliceMessage deleted")
 
 
 async def test_when_nobody_is_available_the_visitor_leaves_an_email(site: Site) -> None:
@@ -204,3 +210,27 @@ async def test_on_a_phone_the_chat_fills_the_screen(site: Site) -> None:
     assert await chat.bounding_box() == {"x": 0, "y": 0, "width": 375, "height": 700}
     await chat.get_by_role("button", name="Close chat").click()
     await expect(page.get_by_role("button", name="Chat with us")).to_be_visible()
+
+
+async def test_when_the_stream_fails_the_chat_catches_up_and_resumes(site: Site) -> None:
+    streams: list[str] = []
+
+    async def first_stream_fails(route: Route) -> None:
+        streams.append(route.request.url)
+        if len(streams) == 1:
+            await route.fulfill(status=503, body="down for a moment")
+        else:
+            await route.continue_()
+
+    await site.context.route("**/stream?*", first_stream_fails)
+    page = await site.visit()
+    chat = await open_chat(page)
+    await say(chat, "Anyone?")
+    thread_ts = await site.chat_posted(ALICE)
+    await site.slack.user_posts(ALICE, f"D{ALICE}", "Yes, Alice here.", thread_ts)
+    await expect(chat.get_by_role("log")).to_contain_text("Yes, Alice here.")
+    await site.slack.user_posts(ALICE, f"D{ALICE}", "How can I help?", thread_ts)
+    await expect(chat.get_by_role("log")).to_contain_text("How can I help?")
+    assert "after=0" in streams[0]
+    assert "after=0" not in streams[1]  # the second stream resumed after what was read
+    await expect(chat.get_by_role("log").get_by_text("Yes, Alice here.")).to_have_count(1)

@@ -322,8 +322,9 @@ class Routing(Chat):
         )
 
     async def settled(self, accepted: dict[str, Any]) -> None:
-        """Wait until the conversation has no timer left to fire and the outbox is empty, so
-        that nothing more will reach Slack or the inbox for it."""
+        """Wait until the conversation has no timer left to fire (bar its escalation, which
+        only fires when nobody answers it) and the outbox is empty: from then on nothing more
+        reaches Slack or the inbox for it, so what a test sees is all there will be."""
 
         async def quiet() -> bool:
             async with self.runtime.sessions() as session:

@@ -47,7 +47,11 @@ class Workspace:
         """`/chatrouting text` typed by `user_id`; returns the ephemeral answer ({} if none)."""
         response = await self.fake.sender.send_command(COMMAND, text, user_id)
         assert response.status_code == 200, response.text
-        return response.json() if response.content else {}
+        if not response.content:
+            return {}
+        if response.headers["content-type"].startswith("application/json"):
+            return dict(response.json())
+        return {"text": response.text}  # Slack shows a plain-text answer as it is
 
     async def click_in_view(
         self, user_id: str, view: dict[str, Any], action_id: str, value: str | None = None

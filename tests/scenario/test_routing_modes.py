@@ -14,6 +14,7 @@ from slackrouter.sandbox.fake_slack import pings_in
 from tests.scenario.conftest import ALICE, BOB, CAROL, eventually
 from tests.scenario.routing_fixtures import (
     DAVE,
+    ESCALATION_SECONDS,
     Routing,
     context_lines,
     routing_each_db_fixture,  # noqa: F401
@@ -105,6 +106,33 @@ async def test_channel_delivery(routing: Routing) -> None:
     assert "Great, thanks" in str(reply["blocks"])
     assert pings_in(reply) == []
     assert DAVE not in str(routing.dm_parents())
+
+
+async def test_escalation_in_a_channel_mentions_the_next_rep_in_the_chats_thread(
+    routing: Routing,
+) -> None:
+    routing.add_channel("C0SALES", "sales-chats")
+    await routing.configure(
+        route_users=[ALICE, BOB],
+        channel_id="C0SALES",
+        assignment="round_robin",
+        escalation_seconds=ESCALATION_SECONDS,
+    )
+
+    accepted = await routing.starts()
+    parent = await routing.parent_in("C0SALES")
+    assert pings_in(parent["params"]) == [f"<@{ALICE}>"]
+
+    # Alice does not answer in time: Bob is asked, in the chat's thread, not in a new parent.
+    def in_thread() -> list[dict]:
+        return [p for p in routing.posts("C0SALES") if p.get("thread_ts") == parent["ts"]]
+
+    [asked] = await eventually(in_thread)
+    assert pings_in(asked) == [f"<@{BOB}>"]
+    await routing.rep_replies(BOB, parent, "Bob here, sorry for the wait!")
+    assert (await routing.conversation(accepted)).assignee == BOB
+    assert len(routing.parents("C0SALES")) == 1
+    assert routing.dm_parents() == {}
 
 
 async def test_round_robin_in_a_channel_mentions_one_rep(routing: Routing) -> None:

@@ -63,3 +63,11 @@ def test_a_bad_setting_is_named_in_one_line(env: dict[str, str], names: str) -> 
 def test_running_against_slack_needs_its_credentials(env: dict[str, str], names: str) -> None:
     with pytest.raises(SettingsError, match=f"^{names}"):
         load_settings(env).require_slack()
+
+
+def test_slackrouter_admins_are_user_ids() -> None:
+    settings = load_settings({"SLACKROUTER_ADMINS": " U0ADA, W0BEN,,"})
+    assert settings.slackrouter_admins == frozenset({"U0ADA", "W0BEN"})
+    assert load_settings({}).slackrouter_admins == frozenset()
+    with pytest.raises(SettingsError, match="SLACKROUTER_ADMINS: expected Slack user ids"):
+        load_settings({"SLACKROUTER_ADMINS": "U0ADA,@ben"})

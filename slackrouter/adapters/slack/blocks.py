@@ -132,6 +132,15 @@ def note_hint(note_mode: str, note_prefix: str) -> str:
     )
 
 
+def offer_in_thread(*, mention: tuple[str, ...]) -> tuple[str, Blocks]:
+    """A reply in a channel chat's thread that offers the chat to the next reps, after nobody
+    answered in time. `mention` holds user ids only, so the mentions are our markup."""
+    people = " ".join(f"<@{user_id}>" for user_id in mention if USER_ID.fullmatch(user_id))
+    ask = "nobody has answered this chat yet. Can you take it?"
+    section = {"type": "section", "text": {"type": "mrkdwn", "text": f"{people}: {ask}"}}
+    return ask[0].upper() + ask[1:], [section]
+
+
 def visitor_reply(*, visitor_name: str | None, text: str) -> tuple[str, Blocks]:
     """A later visitor message, posted into the chat's thread."""
     blocks: Blocks = [{"type": "section", "text": plain_text_object(text)}]

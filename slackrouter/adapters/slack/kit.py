@@ -66,14 +66,16 @@ def listing(items: Sequence[str], limit: int, *, empty: str = "nobody") -> str:
     if not items:
         return empty
     shown: list[str] = []
+    length = 0
     for position, item in enumerate(items):
         rest = len(items) - position - 1
-        tail = f" and {rest} more" if rest else ""
-        candidate = ", ".join([*shown, item])
-        if len(candidate) + len(tail) > limit:
+        tail = len(f" and {rest} more") if rest else 0
+        added = len(item) + (2 if shown else 0)
+        if length + added + tail > limit:
             more = len(items) - len(shown)
-            return (", ".join(shown) + f" and {more} more") if shown else f"{more} people"
+            return (", ".join(shown) + f" and {more} more") if shown else f"{more} in all"
         shown.append(item)
+        length += added
     return ", ".join(shown)
 
 

@@ -6,7 +6,7 @@
   "use strict";
   const script = document.currentScript || document.querySelector("script[data-chatflow]");
   const key = script && script.dataset.chatflow;
-  if (!key) return console.warn("slackrouter: add data-chatflow=\"PUBLIC_KEY\" to the widget's <script>");
+  if (!key) return console.warn('slackrouter: add data-chatflow="PUBLIC_KEY" to the widget\'s <script>');
   const api = new URL("v1/", script.src).href;
   const STORE = `slackrouter:${key}`;
   const COOKIE = "slackrouter_visitor";
@@ -17,17 +17,17 @@
   // --- plumbing ------------------------------------------------------------------------------
 
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
   const newId = () =>
-    crypto.randomUUID
-      ? crypto.randomUUID()
-      : Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+    crypto.randomUUID ? crypto.randomUUID() : hex(crypto.getRandomValues(new Uint8Array(16)));
 
   async function call(path, { method = "GET", body, token } = {}) {
     const headers = {};
     if (body) headers["Content-Type"] = "application/json";
     if (token) headers.Authorization = `Bearer ${token}`;
     const response = await fetch(api + path, { method, headers, body: body && JSON.stringify(body) });
-    if (!response.ok) throw Object.assign(new Error(`slackrouter: ${response.status}`), { status: response.status });
+    if (!response.ok)
+      throw Object.assign(new Error(`slackrouter: ${response.status}`), { status: response.status });
     return response.status === 204 ? null : response.json();
   }
 
@@ -68,19 +68,34 @@
   const visitor = visitorId();
   let greeting;
   try {
-    greeting = await call(`chatflows/${encodeURIComponent(key)}/greeting?visitor_id=${encodeURIComponent(visitor)}`);
+    greeting = await call(
+      `chatflows/${encodeURIComponent(key)}/greeting?visitor_id=${encodeURIComponent(visitor)}`,
+    );
   } catch (error) {
     return console.warn("slackrouter: the chat is not available", error);
   }
   const look = greeting.widget;
-  if (document.readyState === "loading") await new Promise((ready) => addEventListener("DOMContentLoaded", ready));
+  if (document.readyState === "loading")
+    await new Promise((ready) => addEventListener("DOMContentLoaded", ready));
 
   // --- the widget, in a shadow root so the page's styles and ours never meet -------------------
 
   const faces = el("div", { class: "faces" });
   const status = el("p");
-  const log = el("ol", { class: "log", role: "log", "aria-live": "polite", "aria-label": "Messages", tabindex: "0" });
-  const emailInput = el("input", { id: "email", type: "email", required: "", autocomplete: "email", maxlength: "320" });
+  const log = el("ol", {
+    class: "log",
+    role: "log",
+    "aria-live": "polite",
+    "aria-label": "Messages",
+    tabindex: "0",
+  });
+  const emailInput = el("input", {
+    id: "email",
+    type: "email",
+    required: "",
+    autocomplete: "email",
+    maxlength: "320",
+  });
   const emailError = el("span", { class: "error", role: "alert" });
   const emailForm = el(
     "form",
@@ -106,7 +121,13 @@
       {},
       faces,
       el("div", {}, el("h2", { id: "title", text: look.title }), status),
-      el("button", { type: "button", class: "close", "aria-label": "Close chat", text: "×", onclick: () => setOpen(false) }),
+      el("button", {
+        type: "button",
+        class: "close",
+        "aria-label": "Close chat",
+        text: "×",
+        onclick: () => setOpen(false),
+      }),
     ),
     log,
     emailForm,
@@ -115,7 +136,13 @@
   const badge = el("span", { class: "badge", "aria-hidden": "true", hidden: "" });
   const launcher = el(
     "button",
-    { type: "button", class: "launcher", "aria-expanded": "false", "aria-controls": "panel", onclick: () => setOpen(panel.hidden) },
+    {
+      type: "button",
+      class: "launcher",
+      "aria-expanded": "false",
+      "aria-controls": "panel",
+      onclick: () => setOpen(panel.hidden),
+    },
     el("span", { text: look.launcher_label }),
     badge,
   );
@@ -236,10 +263,18 @@
 
   async function deliver(item) {
     item.li.querySelector(".retry")?.remove();
-    const body = { visitor_id: visitor, client_message_id: item.id, text: item.text, page_url: location.href.slice(0, 2000) };
+    const body = {
+      visitor_id: visitor,
+      client_message_id: item.id,
+      text: item.text,
+      page_url: location.href.slice(0, 2000),
+    };
     for (let attempt = 0; ; attempt++) {
       try {
-        return accepted(item, await call(`chatflows/${encodeURIComponent(key)}/messages`, { method: "POST", body }));
+        return accepted(
+          item,
+          await call(`chatflows/${encodeURIComponent(key)}/messages`, { method: "POST", body }),
+        );
       } catch (error) {
         const refused = error.status >= 400 && error.status < 500 && error.status !== 429;
         if (refused || attempt === 4) return notSent(item);
@@ -250,7 +285,9 @@
 
   function notSent(item) {
     const retry = () => (queue = queue.then(() => deliver(item)));
-    item.li.append(el("button", { type: "button", class: "retry", text: "Not sent. Try again", onclick: retry }));
+    item.li.append(
+      el("button", { type: "button", class: "retry", text: "Not sent. Try again", onclick: retry }),
+    );
   }
 
   function accepted(item, answer) {
@@ -371,7 +408,8 @@
     add(item);
     if (message.author === "visitor") return;
     if (message.author === "system") away();
-    else if (message.author_name) showAgents([{ name: message.author_name, avatar_url: message.author_avatar_url }]);
+    else if (message.author_name)
+      showAgents([{ name: message.author_name, avatar_url: message.author_avatar_url }]);
     if (panel.hidden && message.cursor > seen) {
       unread++;
       showUnread();
@@ -390,52 +428,255 @@
 
   function css() {
     return `
-:host { all: initial; }
-* { box-sizing: border-box; }
-.root { position: fixed; bottom: 20px; right: 20px; z-index: 2147483000; display: flex; flex-direction: column;
-  align-items: flex-end; gap: 12px; font: 15px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1f2328; }
-.root.left { right: auto; left: 20px; align-items: flex-start; }
-[hidden] { display: none !important; }
-button, input, textarea { font: inherit; }
-button { cursor: pointer; }
-:focus-visible { outline: 3px solid #0969da; outline-offset: 2px; }
-.launcher { display: flex; align-items: center; gap: 8px; border: 0; border-radius: 999px; padding: 12px 18px;
-  background: var(--color); color: var(--text); font-weight: 600; box-shadow: 0 4px 14px rgb(0 0 0 / 25%); }
-.launcher svg { width: 22px; height: 22px; fill: currentColor; }
-.badge { min-width: 20px; padding: 0 6px; border-radius: 999px; background: #cf222e; color: #fff; font-size: 12px; }
-.panel { display: flex; flex-direction: column; width: 370px; height: min(580px, calc(100vh - 110px)); overflow: hidden;
-  background: #fff; border-radius: 14px; box-shadow: 0 8px 30px rgb(0 0 0 / 25%); }
-header { display: flex; align-items: center; gap: 12px; padding: 14px 16px; background: var(--color); color: var(--text); }
-h2 { margin: 0; font-size: 17px; }
-header p { margin: 0; font-size: 13px; }
-.faces { display: flex; }
-.faces > * { display: grid; place-items: center; width: 38px; height: 38px; margin-left: -10px; border: 2px solid var(--color);
-  border-radius: 50%; background: #fff; color: #1f2328; font-weight: 700; object-fit: cover; }
-.faces > :first-child { margin-left: 0; }
-.close { margin-left: auto; padding: 2px 10px; border: 0; border-radius: 6px; background: none; color: inherit; font-size: 26px; line-height: 1; }
-.log { flex: 1; display: flex; flex-direction: column; gap: 8px; margin: 0; padding: 16px; overflow-y: auto; list-style: none; background: #f6f8fa; }
-.log li { max-width: 85%; align-self: flex-start; padding: 8px 12px; border: 1px solid #d0d7de; border-radius: 14px;
-  background: #fff; white-space: pre-wrap; overflow-wrap: anywhere; }
-.log .visitor { align-self: flex-end; border-color: transparent; background: var(--color); color: var(--text); }
-.log .pending { opacity: .7; }
-.log .system { align-self: center; border: 0; background: none; color: #57606a; font-size: 13px; text-align: center; }
-.who { display: block; font-size: 12px; font-weight: 600; color: #57606a; }
-.note, .gone { font-size: 12px; font-style: italic; }
-.note::before { content: " · "; }
-.retry { display: block; margin-top: 4px; padding: 0; border: 0; background: none; color: inherit; font-size: 12px; text-decoration: underline; }
-form { display: flex; flex-wrap: wrap; gap: 8px; padding: 10px 12px; border-top: 1px solid #d0d7de; background: #fff; }
-.email label { width: 100%; font-size: 13px; }
-.error { width: 100%; color: #cf222e; font-size: 13px; }
-.error:empty { display: none; }
-input, textarea { flex: 1; min-width: 0; padding: 8px 10px; border: 1px solid #8c959f; border-radius: 8px; background: #fff; color: #1f2328; }
-textarea { max-height: 120px; resize: none; field-sizing: content; }
-.send { padding: 0 16px; border: 0; border-radius: 8px; background: var(--color); color: var(--text); font-weight: 600; }
-.sr { position: absolute; width: 1px; height: 1px; overflow: hidden; clip-path: inset(50%); white-space: nowrap; }
-@media (max-width: 480px) {
-  .root.open { inset: 0; }
-  .root.open .panel { width: 100%; height: 100%; border-radius: 0; }
-  .root.open .launcher { display: none; }
-}
-`;
+      :host {
+        all: initial;
+      }
+      * {
+        box-sizing: border-box;
+      }
+      .root {
+        position: fixed;
+        bottom: 20px;
+        right: 20px;
+        z-index: 2147483000;
+        display: flex;
+        flex-direction: column;
+        align-items: flex-end;
+        gap: 12px;
+        font:
+          15px/1.4 system-ui,
+          -apple-system,
+          "Segoe UI",
+          Roboto,
+          sans-serif;
+        color: #1f2328;
+      }
+      .root.left {
+        right: auto;
+        left: 20px;
+        align-items: flex-start;
+      }
+      [hidden] {
+        display: none !important;
+      }
+      button,
+      input,
+      textarea {
+        font: inherit;
+      }
+      button {
+        cursor: pointer;
+      }
+      :focus-visible {
+        outline: 3px solid #0969da;
+        outline-offset: 2px;
+      }
+      .launcher {
+        display: flex;
+        align-items: center;
+        gap: 8px;
+        border: 0;
+        border-radius: 999px;
+        padding: 12px 18px;
+        background: var(--color);
+        color: var(--text);
+        font-weight: 600;
+        box-shadow: 0 4px 14px rgb(0 0 0 / 25%);
+      }
+      .launcher svg {
+        width: 22px;
+        height: 22px;
+        fill: currentColor;
+      }
+      .badge {
+        min-width: 20px;
+        padding: 0 6px;
+        border-radius: 999px;
+        background: #cf222e;
+        color: #fff;
+        font-size: 12px;
+      }
+      .panel {
+        display: flex;
+        flex-direction: column;
+        width: 370px;
+        height: min(580px, calc(100vh - 110px));
+        overflow: hidden;
+        background: #fff;
+        border-radius: 14px;
+        box-shadow: 0 8px 30px rgb(0 0 0 / 25%);
+      }
+      header {
+        display: flex;
+        align-items: center;
+        gap: 12px;
+        padding: 14px 16px;
+        background: var(--color);
+        color: var(--text);
+      }
+      h2 {
+        margin: 0;
+        font-size: 17px;
+      }
+      header p {
+        margin: 0;
+        font-size: 13px;
+      }
+      .faces {
+        display: flex;
+      }
+      .faces > * {
+        display: grid;
+        place-items: center;
+        width: 38px;
+        height: 38px;
+        margin-left: -10px;
+        border: 2px solid var(--color);
+        border-radius: 50%;
+        background: #fff;
+        color: #1f2328;
+        font-weight: 700;
+        object-fit: cover;
+      }
+      .faces > :first-child {
+        margin-left: 0;
+      }
+      .close {
+        margin-left: auto;
+        padding: 2px 10px;
+        border: 0;
+        border-radius: 6px;
+        background: none;
+        color: inherit;
+        font-size: 26px;
+        line-height: 1;
+      }
+      .log {
+        flex: 1;
+        display: flex;
+        flex-direction: column;
+        gap: 8px;
+        margin: 0;
+        padding: 16px;
+        overflow-y: auto;
+        list-style: none;
+        background: #f6f8fa;
+      }
+      .log li {
+        max-width: 85%;
+        align-self: flex-start;
+        padding: 8px 12px;
+        border: 1px solid #d0d7de;
+        border-radius: 14px;
+        background: #fff;
+        white-space: pre-wrap;
+        overflow-wrap: anywhere;
+      }
+      .log .visitor {
+        align-self: flex-end;
+        border-color: transparent;
+        background: var(--color);
+        color: var(--text);
+      }
+      .log .pending {
+        opacity: 0.7;
+      }
+      .log .system {
+        align-self: center;
+        border: 0;
+        background: none;
+        color: #57606a;
+        font-size: 13px;
+        text-align: center;
+      }
+      .who {
+        display: block;
+        font-size: 12px;
+        font-weight: 600;
+        color: #57606a;
+      }
+      .note,
+      .gone {
+        font-size: 12px;
+        font-style: italic;
+      }
+      .note::before {
+        content: " · ";
+      }
+      .retry {
+        display: block;
+        margin-top: 4px;
+        padding: 0;
+        border: 0;
+        background: none;
+        color: inherit;
+        font-size: 12px;
+        text-decoration: underline;
+      }
+      form {
+        display: flex;
+        flex-wrap: wrap;
+        gap: 8px;
+        padding: 10px 12px;
+        border-top: 1px solid #d0d7de;
+        background: #fff;
+      }
+      .email label {
+        width: 100%;
+        font-size: 13px;
+      }
+      .error {
+        width: 100%;
+        color: #cf222e;
+        font-size: 13px;
+      }
+      .error:empty {
+        display: none;
+      }
+      input,
+      textarea {
+        flex: 1;
+        min-width: 0;
+        padding: 8px 10px;
+        border: 1px solid #8c959f;
+        border-radius: 8px;
+        background: #fff;
+        color: #1f2328;
+      }
+      textarea {
+        max-height: 120px;
+        resize: none;
+        field-sizing: content;
+      }
+      .send {
+        padding: 0 16px;
+        border: 0;
+        border-radius: 8px;
+        background: var(--color);
+        color: var(--text);
+        font-weight: 600;
+      }
+      .sr {
+        position: absolute;
+        width: 1px;
+        height: 1px;
+        overflow: hidden;
+        clip-path: inset(50%);
+        white-space: nowrap;
+      }
+      @media (max-width: 480px) {
+        .root.open {
+          inset: 0;
+        }
+        .root.open .panel {
+          width: 100%;
+          height: 100%;
+          border-radius: 0;
+        }
+        .root.open .launcher {
+          display: none;
+        }
+      }
+    `;
   }
 })();

@@ -1,0 +1,39 @@
+"""`python -m bench --quick` runs end to end and prints every figure (timings are never checked:
+the benchmark prints figures, tests do not judge them)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.__main__ import ROWS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_the_quick_benchmark_prints_every_figure(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--workdir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {
+        cells[0]: cells[1:-1]
+        for line in done.stdout.splitlines()
+        if line.startswith("| ")
+        for cells in [[cell.strip() for cell in line.strip("|").split("|")]]
+    }
+    for _, label, _ in ROWS:
+        assert label in rows, f"{label!r} missing from:\n{done.stdout}"
+        measured = [value for value in rows[label] if value]
+        assert measured, f"{label!r} has no value:\n{done.stdout}"
+        for value in measured:
+            assert not value.startswith(("failed", "not measured")), f"{label}: {value}"
