@@ -56,20 +56,20 @@ class Sizes:
 FULL = Sizes(
     runs=3,
     ingest_connections=8,
-    ingest_seconds=3,
-    latency_seconds=4,
+    ingest_seconds=2.5,
+    latency_seconds=3,
     chats=24,
     relay_rate=100,
-    relay_seconds=2,
+    relay_seconds=1.5,
     limit_channels=6,
     limit_posts_per_channel=8,
     streams=5000,
     stream_clients=4,
-    replica_chats=60,
+    replica_chats=30,
     replica_rate=20,
     routing_reps=1000,
     routing_contacts=10_000,
-    routing_seconds=1,
+    routing_seconds=0.5,
 )
 QUICK = Sizes(
     runs=1,
@@ -298,6 +298,7 @@ async def relay(
 
 RATE, BURST = 1.0, 3
 STREAM_CYCLE = 16.0  # seconds: a held stream reads the database again every 15 s
+STREAM_OPEN_WITHIN = 45.0  # seconds; streams not answered by then count as not held
 
 
 async def rate_limited(
@@ -366,6 +367,7 @@ async def open_streams(
                         "host": HOST,
                         "port": app.port,
                         "conversations": conversations[k::clients],
+                        "open_within": STREAM_OPEN_WITHIN,
                     },
                 )
             )
@@ -373,7 +375,7 @@ async def open_streams(
         ]
         ready = [await next_line(lines, "streams") for lines, _ in generators]
         opened = time.monotonic() - opening
-        failed = sum(sum(r["failed"].values()) for r in ready)
+        answered = sum(int(r["ready"]) for r in ready)
         cpu_before, clock = cpu_seconds(app.pid), time.monotonic()
         rss = []
         for _ in range(sizes.runs):
@@ -383,11 +385,11 @@ async def open_streams(
         held = 0
         for lines, stdin in generators:
             stdin.close()
-            held += int((await next_line(lines, "streams"))["held_until_released"])
+            held += int((await next_line(lines, "streams"))["open_when_released"])
     text = (
-        f"{median(rss):,.0f} MB with {held:,} of {sizes.streams:,} streams held "
-        f"(idle {idle:,.0f} MB; opened in {opened:.0f} s, {failed} failed; "
-        f"CPU {cpu * 100:.0f}% while held)"
+        f"{median(rss):,.0f} MB with {held:,} of {sizes.streams:,} streams open "
+        f"(idle {idle:,.0f} MB; {answered:,} answered in the first {opened:.0f} s; "
+        f"app CPU {cpu * 100:.0f}% while held)"
     )
     met = median(rss) <= 300 and held == sizes.streams
     return Cell(text, met if sizes.streams >= 5000 else None)

@@ -8,7 +8,8 @@ It runs one job and prints its result as one JSON line on stdout:
 - `relay`: holds one event stream per conversation, then sends reps' signed thread replies to
   `/slack/events` at `rate`; times each from when it was due to when its stream shows it.
 - `streams`: opens one event stream per conversation, prints `{"ready": ...}` once every stream
-  has its first event, holds them until stdin closes, then prints the final line.
+  is answered (or `open_within` seconds have passed), holds them until stdin closes, then prints
+  the final line.
 """
 
 from __future__ import annotations
@@ -194,21 +195,21 @@ class Streams:
     conversations: list[tuple[str, str]]
     seen: dict[str, float] = field(default_factory=dict)
     ready: int = 0
+    open_now: int = 0
     failed: Counter[str] = field(default_factory=Counter)
     news: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    async def open(self, *, concurrency: int = 16) -> None:
-        """Open every stream; returns once each is answered (or failed)."""
+    async def open(self, *, within: float, concurrency: int = 16) -> None:
+        """Open every stream; returns once each is answered or failed, or after `within`
+        seconds (those still opening go on)."""
         gate = asyncio.Semaphore(concurrency)
         answered = [asyncio.Event() for _ in self.conversations]
         for (conversation_id, token), event in zip(self.conversations, answered, strict=True):
             self._tasks.append(asyncio.create_task(self._hold(conversation_id, token, event, gate)))
-        await asyncio.gather(*(event.wait() for event in answered))
-
-    @property
-    def held(self) -> int:
-        return sum(1 for task in self._tasks if not task.done())
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                await asyncio.gather(*(event.wait() for event in answered))
 
     async def _hold(
         self, conversation_id: str, token: str, answered: asyncio.Event, gate: asyncio.Semaphore
@@ -226,11 +227,15 @@ class Streams:
                 connection = await Connection.open(self.host, self.port)
                 await connection.open_stream(request)
                 self.ready += 1
+                self.open_now += 1
                 answered.set()
-            async for event in connection.events():
-                text = json.loads(event.data).get("text") or ""
-                self.seen.setdefault(text, loop.time())
-                self.news.set()
+            try:
+                async for event in connection.events():
+                    text = json.loads(event.data).get("text") or ""
+                    self.seen.setdefault(text, loop.time())
+                    self.news.set()
+            finally:
+                self.open_now -= 1
         except (WireError, OSError) as exc:
             self.failed[type(exc).__name__] += 1
         finally:
@@ -252,12 +257,12 @@ def _conversations(job: Job) -> list[tuple[str, str]]:
 
 async def streams(job: Job) -> dict[str, Any]:
     held = Streams(job["host"], int(job["port"]), _conversations(job))
-    await held.open()
+    await held.open(within=float(job["open_within"]))
     print(json.dumps({"ready": held.ready, "failed": dict(held.failed)}), flush=True)
     await asyncio.to_thread(sys.stdin.buffer.read)
-    still = held.held
+    still = held.open_now
     await held.close()
-    return {"held_until_released": still, "failed": dict(held.failed)}
+    return {"open_when_released": still, "failed": dict(held.failed)}
 
 
 def _slack_timestamps() -> Iterator[str]:
@@ -276,8 +281,8 @@ async def relay(job: Job) -> dict[str, Any]:
         int(job["port"]),
         [(t["conversation_id"], t["token"]) for t in threads],
     )
-    await held.open()
-    if held.failed:
+    await held.open(within=60)
+    if held.failed or held.ready < len(threads):
         raise SystemExit(f"event streams failed to open: {dict(held.failed)}")
     secret: str = job["signing_secret"]
     sender = SlackRequestSender("", secret, job["team_id"])

@@ -21,9 +21,11 @@ log = logging.getLogger("slackrouter")
 
 
 def _configure_logging(level: str) -> None:
-    from slackrouter.observability import configure_logging
+    from slackrouter import observability
 
-    configure_logging(level)  # logfmt (key=value) lines on stderr
+    if logging.getLogger().handlers and observability.installed_handler() is None:
+        return  # the host (a test runner) already handles logging
+    observability.configure_logging(level)  # logfmt (key=value) lines on stderr
 
 
 async def _workspace(runtime: Runtime, team: str | None) -> str:

@@ -187,6 +187,19 @@ def _install_record_factory() -> None:
 _handler: logging.Handler | None = None
 
 
+def installed_handler() -> logging.Handler | None:
+    """The handler `configure_logging` installed, if it did."""
+    return _handler
+
+
+def remove_logging() -> None:
+    """Take away the handler `configure_logging` installed."""
+    global _handler
+    if _handler is not None:
+        logging.getLogger().removeHandler(_handler)
+        _handler = None
+
+
 def configure_logging(level: str, stream: IO[str] | None = None) -> logging.Handler:
     """Log to stderr (or `stream`) in logfmt at `level`, replacing the handler an earlier call
     added; returns the handler."""

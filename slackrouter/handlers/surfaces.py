@@ -10,8 +10,10 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from slack_sdk.errors import SlackApiError
+
 from slackrouter.adapters.slack.admin_blocks import notice_modal
-from slackrouter.adapters.slack.gateway import SlackGateway
+from slackrouter.adapters.slack.gateway import SlackGateway, slack_error
 from slackrouter.services.admins import Admins, Declined
 from slackrouter.services.chat_actions import ChatActions
 from slackrouter.services.chatflow_admin import ChatflowAdmin, ChatflowNotFound
@@ -37,13 +39,29 @@ class Surfaces:
     chats: ChatActions
 
 
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _field(body: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = body.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
 def who(body: Mapping[str, Any]) -> tuple[str, str]:
-    """(workspace, user) of an interaction payload or a slash command."""
-    if "user_id" in body:  # a slash command
-        return str(body.get("team_id") or ""), str(body["user_id"])
-    user = body.get("user") or {}
-    team = body.get("team") or {}
-    return str(team.get("id") or user.get("team_id") or ""), str(user.get("id") or "")
+    """(workspace, user) of a slash command or an interaction payload; empty strings for what
+    a malformed request lacks, so that it matches nobody."""
+    if "command" in body:
+        return _text(body.get("team_id")), _text(body.get("user_id"))
+    user = _field(body, "user")
+    team_id = _text(_field(body, "team").get("id")) or _text(user.get("team_id"))
+    return team_id, _text(user.get("id"))
+
+
+def clicked(body: Mapping[str, Any]) -> tuple[str, str]:
+    """(channel, ts) of the message whose button was clicked."""
+    container = _field(body, "container")
+    return _text(container.get("channel_id")), _text(container.get("message_ts"))
 
 
 async def team_slack(slack: SlackGateway, body: Mapping[str, Any]) -> SlackGateway:
@@ -53,7 +71,7 @@ async def team_slack(slack: SlackGateway, body: Mapping[str, Any]) -> SlackGatew
 
 def metadata(body: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON our modals keep in `private_metadata` ({} when there is none)."""
-    raw = (body.get("view") or {}).get("private_metadata") or ""
+    raw = _text(_field(body, "view").get("private_metadata"))
     try:
         value = json.loads(raw)
     except ValueError:
@@ -62,12 +80,12 @@ def metadata(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def in_modal(body: Mapping[str, Any]) -> bool:
-    return (body.get("view") or {}).get("type") == "modal"
+    return _field(body, "view").get("type") == "modal"
 
 
 async def show_modal(slack: SlackGateway, body: Mapping[str, Any], view: dict[str, Any]) -> None:
     """Open a modal from a click: stacked on the modal clicked in, or a new one."""
-    trigger = str(body["trigger_id"])
+    trigger = _text(body.get("trigger_id"))
     slack = await team_slack(slack, body)
     if in_modal(body):
         await slack.push_view(trigger, view)
@@ -79,14 +97,16 @@ async def tell(slack: SlackGateway, body: Mapping[str, Any], text: str) -> None:
     """Say something to the person who clicked: under the message they clicked on, or in a
     small modal when they clicked inside a view."""
     _, user_id = who(body)
-    container = body.get("container") or {}
-    if container.get("type") == "message":
-        slack = await team_slack(slack, body)
-        await slack.post_ephemeral(
-            str(container["channel_id"]), user_id, text=text, thread_ts=container.get("thread_ts")
-        )
-    else:
-        await show_modal(slack, body, notice_modal(text))
+    channel, _ = clicked(body)
+    try:
+        if _field(body, "container").get("type") == "message":
+            slack = await team_slack(slack, body)
+            thread_ts = _text(_field(body, "container").get("thread_ts")) or None
+            await slack.post_ephemeral(channel, user_id, text=text, thread_ts=thread_ts)
+        else:
+            await show_modal(slack, body, notice_modal(text))
+    except SlackApiError as exc:  # telling is a courtesy: nothing was changed either way
+        log.warning("could not tell %s why: %s", user_id or "someone", slack_error(exc))
 
 
 @contextlib.asynccontextmanager

@@ -104,12 +104,13 @@ class ChatActions:
             conversation = await session.get_one(Conversation, thread.conversation_id)
             chatflow = await session.get_one(Chatflow, conversation.chatflow_id)
             await self._authorize(session, conversation, chatflow, user_id)
+            _require_open(conversation)
         return ChatAt(conversation.id, conversation.visitor_name, chatflow.name)
 
     async def claim(self, *, team_id: str, conversation_id: str, user_id: str) -> str:
         now = self._clock()
         async with self._sessions() as session, session.begin():
-            conversation, _ = await self._open(session, team_id, conversation_id, user_id)
+            conversation, chatflow = await self._open(session, team_id, conversation_id, user_id)
             if conversation.assignee == user_id:
                 return "You already have this chat."
             if conversation.assignee is not None:
@@ -125,6 +126,11 @@ class ChatActions:
             offered = list(conversation.offered)
         self._done(team_id, [user_id, *offered])
         log.info("claimed conversation=%s rep=%s", conversation_id, user_id)
+        if chatflow.note_mode == "reverse":
+            return (
+                "You have this chat now. Messages in its thread are notes: answer the visitor "
+                "with a message's ⋯ menu → Send to visitor."
+            )
         return "You have this chat now. Reply in its thread to answer the visitor."
 
     async def close(self, *, team_id: str, conversation_id: str, user_id: str) -> str:
@@ -292,9 +298,7 @@ class ChatActions:
             raise Declined("This chat no longer exists.")
         chatflow = await session.get_one(Chatflow, conversation.chatflow_id)
         await self._authorize(session, conversation, chatflow, user_id)
-        if conversation.status != "open":
-            closer = f" by <@{conversation.closed_by}>" if conversation.closed_by else ""
-            raise Declined(f"This chat was closed{closer}.")
+        _require_open(conversation)
         return conversation, chatflow
 
     async def _authorize(
@@ -358,6 +362,12 @@ class ChatActions:
                     message_id=message_id,
                     now=now,
                 )
+
+
+def _require_open(conversation: Conversation) -> None:
+    if conversation.status != "open":
+        closer = f" by <@{conversation.closed_by}>" if conversation.closed_by else ""
+        raise Declined(f"This chat was closed{closer}.")
 
 
 async def _team_label(session: AsyncSession, team_id: str, ref: str | None) -> str:

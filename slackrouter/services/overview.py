@@ -38,7 +38,6 @@ class RouteStatus:
 @dataclass(frozen=True)
 class ChatflowLine:
     chatflow_id: str
-    public_key: str
     settings: ChatflowSettings
 
 
@@ -203,8 +202,7 @@ class Overview:
             )
             admin_part = AdminOverview(
                 chatflows=tuple(
-                    ChatflowLine(c.id, c.public_key, settings_of(c))
-                    for c in chatflows[:HOME_CHATFLOWS]
+                    ChatflowLine(c.id, settings_of(c)) for c in chatflows[:HOME_CHATFLOWS]
                 ),
                 chatflow_total=len(chatflows),
                 team_names=await self.team_names(team_id=team_id),
@@ -225,13 +223,11 @@ class Overview:
             admin=admin_part,
         )
 
-    async def chatflow_list(
-        self, *, team_id: str
-    ) -> tuple[list[ChatflowLine], dict[str, str]]:
+    async def chatflow_list(self, *, team_id: str) -> tuple[list[ChatflowLine], dict[str, str]]:
         """Every chatflow of the workspace by name, and the labels of the teams they route to."""
         async with self._sessions() as session:
             chatflows = await _chatflows(session, team_id)
-        lines = [ChatflowLine(c.id, c.public_key, settings_of(c)) for c in chatflows]
+        lines = [ChatflowLine(c.id, settings_of(c)) for c in chatflows]
         return lines, await self.team_names(team_id=team_id)
 
     async def team_names(self, *, team_id: str) -> dict[str, str]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 from sqlalchemy import select, update
 from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
@@ -31,6 +31,9 @@ from tests.scenario.conftest import eventually
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"
+# What a visitor sees usually comes within a second; the margin is for a busy machine.
+WAIT_MS = 10_000
+expect.set_options(timeout=WAIT_MS)
 
 
 @dataclass
@@ -141,7 +144,7 @@ async def site(
             async with serve(website) as website_url:
                 context = await browser.new_context(viewport=dict(viewport))
                 await keep_local(context)
-                context.set_default_timeout(5000)
+                context.set_default_timeout(WAIT_MS)
                 site = Site(
                     app_url=app_url,
                     website_url=f"{website_url}/",

@@ -5,14 +5,13 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import Locator, Page, Route, expect
 
-from slackrouter.adapters.db.models import Chatflow
 from slackrouter.services.contacts import ContactIn
 from tests.browser.conftest import ALICE, BOB, Site
 from tests.scenario.conftest import eventually
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
-AWAY = Chatflow.away_message.default.arg  # type: ignore[attr-defined]
+AWAY = "We're away right now. Leave your email and we'll get back to you."  # the default
 EMAIL_PROMPT = "Leave your email address and we'll write back."
 
 
@@ -62,7 +61,18 @@ async def test_a_visitor_and_a_rep_chat_through_slack(site: Site) -> None:
 
 
 async def test_when_nobody_is_available_the_visitor_leaves_an_email(site: Site) -> None:
-    await site.presence(**{ALICE: "away", BOB: "away"})
+    slack = await site.context.new_page()
+    await slack.goto(site.sandbox_url)
+    for rep in ("Alice Rep", "Bob Rep"):
+        await slack.get_by_role("switch", name=f"{rep} active").uncheck()
+
+    def away(user_id: str) -> bool:
+        users = site.slack.snapshot()["users"]
+        return next(u for u in users if u["id"] == user_id)["presence"] == "away"
+
+    await eventually(lambda: away(ALICE) and away(BOB))
+    await site.runtime.presence.refresh(pace=False)  # the app's poll, now rather than later
+
     page = await site.visit()
     chat = await open_chat(page)
     await expect(chat).to_contain_text("Away right now")

@@ -26,16 +26,13 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.resilience.harness import (
-    AppProcess,
     Load,
-    app_settings,
     conversations,
-    fresh_store,
+    deployment,
     members,
     reps,
     running,
     send,
-    slack_process,
     until_routed,
 )
 
@@ -64,22 +61,12 @@ class Target:
 async def target(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Target]:
     workdir = tmp_path_factory.mktemp("openapi")
     route = reps(2)
-    async with (
-        fresh_store("sqlite", workdir) as store,
-        slack_process(workdir, members(route)) as slack,
-    ):
-        chatflow = await store.chatflow(route, escalation_seconds=3600)
-        settings = app_settings(
-            store,
-            slack,
-            workdir,
-            # A long-poll's `wait` is generated up to this maximum; keep each call short.
-            MAX_WAIT_SECONDS="1",
-            RATE_LIMIT_PER_VISITOR="100000",
-        )
-        app = AppProcess("app", workdir, settings)
+    async with deployment("sqlite", workdir, members(route)) as env:
+        chatflow = await env.store.chatflow(route, escalation_seconds=3600)
+        # A long-poll's `wait` is generated up to its maximum: keep each call short.
+        app = env.app(MAX_WAIT_SECONDS="1", RATE_LIMIT_PER_VISITOR="100000")
         async with running(app):
-            await until_routed(store, route)
+            await until_routed(env.store, route)
             load = await send([app.url], chatflow.public_key, conversations(1, 1), Load())
             [accepted] = load.accepted.values()
             yield Target(

@@ -101,6 +101,10 @@ class OutageCounts:
     held: int
     holding: int
 
+    def since(self, earlier: OutageCounts) -> OutageCounts:
+        """The calls refused and held after `earlier` was read (and those held now)."""
+        return OutageCounts(self.refused - earlier.refused, self.held - earlier.held, self.holding)
+
 
 class SlackProcess:
     """`python -m slackrouter.sandbox` and its control API."""
@@ -279,6 +283,15 @@ class Store:
             if kind is not None:
                 query = query.where(OutboxItem.kind == kind)
             return list(await session.scalars(query))
+
+    async def failed(self, conversation_ids: Iterable[str]) -> list[OutboxItem]:
+        """The outbox rows of these conversations that were given up."""
+        wanted = set(conversation_ids)
+        return [
+            item
+            for item in await self.outbox()
+            if item.status == "failed" and item.conversation_id in wanted
+        ]
 
     async def unfinished(self) -> int:
         """Outbox rows neither done nor failed."""
@@ -480,6 +493,29 @@ async def running(*apps: AppProcess) -> AsyncIterator[None]:
             app.stop()
 
 
+@dataclass
+class Deployment:
+    """A database and a fake Slack for `slackrouter run` processes to use."""
+
+    store: Store
+    slack: SlackProcess
+    workdir: Path
+
+    def app(self, name: str = "app", **settings: str) -> AppProcess:
+        return AppProcess(
+            name, self.workdir, app_settings(self.store, self.slack, self.workdir, **settings)
+        )
+
+
+@contextlib.asynccontextmanager
+async def deployment(
+    kind: str, workdir: Path, people: Iterable[tuple[str, str]]
+) -> AsyncIterator[Deployment]:
+    """A fresh database of `kind`, migrated, and the fake Slack with these members."""
+    async with fresh_store(kind, workdir) as store, slack_process(workdir, people) as slack:
+        yield Deployment(store, slack, workdir)
+
+
 async def until_routed(store: Store, route: Sequence[str]) -> None:
     """Wait until the app has polled the reps' presence and sees every one of them active."""
 
@@ -525,6 +561,10 @@ class Load:
     @property
     def tags(self) -> set[str]:
         return set(self.accepted)
+
+    @property
+    def conversation_ids(self) -> set[str]:
+        return {str(answer["conversation_id"]) for answer in self.accepted.values()}
 
     @property
     def server_errors(self) -> dict[str, int]:

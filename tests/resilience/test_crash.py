@@ -10,25 +10,22 @@ from pathlib import Path
 import pytest
 
 from tests.resilience.harness import (
-    AppProcess,
     FiguresLog,
     Load,
     all_posted,
-    app_settings,
     conversations,
+    deployment,
     eventually,
-    fresh_store,
     members,
     reps,
     running,
     send,
-    slack_process,
     tally,
     until_routed,
 )
 
 VISITORS, MESSAGES_EACH = 60, 5  # 300 messages
-REPS = reps(24)  # round robin over many DMs, so that pacing per channel is no bottleneck
+REPS = reps(60)  # a DM per chat (round robin): pacing per channel is no bottleneck
 
 
 @pytest.mark.slow
@@ -36,12 +33,10 @@ REPS = reps(24)  # round robin over many DMs, so that pacing per channel is no b
 async def test_a_killed_app_delivers_every_accepted_message_after_a_restart(
     kind: str, tmp_path: Path, figures: FiguresLog
 ) -> None:
-    async with (
-        fresh_store(kind, tmp_path) as store,
-        slack_process(tmp_path, members(REPS)) as slack,
-    ):
+    async with deployment(kind, tmp_path, members(REPS)) as env:
+        store, slack = env.store, env.slack
         chatflow = await store.chatflow(REPS, assignment="round_robin", escalation_seconds=3600)
-        app = AppProcess("app", tmp_path, app_settings(store, slack, tmp_path))
+        app = env.app()
         async with running(app):
             await until_routed(store, REPS)
             load = Load()

@@ -17,20 +17,17 @@ from slackrouter.adapters.db.models import OutboxItem
 from tests.resilience.harness import (
     HOST,
     TAG,
-    AppProcess,
     FiguresLog,
     Load,
     Store,
-    app_settings,
     conversations,
+    deployment,
     eventually,
     free_port,
-    fresh_store,
     members,
     reps,
     running,
     send,
-    slack_process,
     tally,
 )
 
@@ -90,24 +87,18 @@ async def emails(store: Store) -> list[OutboxItem]:
 async def test_chats_are_emailed_once_the_smtp_server_is_back(
     tmp_path: Path, smtp: SmtpServer, figures: FiguresLog
 ) -> None:
-    async with (
-        fresh_store("sqlite", tmp_path) as store,
-        slack_process(tmp_path, [*members(REPS), (FALLBACK, "Fay")]) as slack,
-    ):
+    async with deployment("sqlite", tmp_path, [*members(REPS), (FALLBACK, "Fay")]) as env:
+        store = env.store
         for rep in REPS:
-            await slack.presence(rep, "away")
+            await env.slack.presence(rep, "away")
         chatflow = await store.chatflow(REPS, offline_fallback=FALLBACK)
-        settings = app_settings(
-            store,
-            slack,
-            tmp_path,
+        app = env.app(
             SMTP_HOST=HOST,
             SMTP_PORT=str(smtp.port),
             SMTP_SECURITY="none",
             MAIL_FROM="slackrouter <chat@example.com>",
             EMAIL_DEBOUNCE_SECONDS="0",
         )
-        app = AppProcess("app", tmp_path, settings)
         async with running(app):
             load = await send([app.url], chatflow.public_key, conversations(VISITORS, 1), Load())
             assert {a["status"] for a in load.accepted.values()} == {"away"}
@@ -133,17 +124,12 @@ async def test_chats_are_emailed_once_the_smtp_server_is_back(
 async def test_emails_that_never_get_through_are_marked_failed(
     tmp_path: Path, smtp: SmtpServer, figures: FiguresLog
 ) -> None:
-    async with (
-        fresh_store("sqlite", tmp_path) as store,
-        slack_process(tmp_path, [*members(REPS), (FALLBACK, "Fay")]) as slack,
-    ):
+    async with deployment("sqlite", tmp_path, [*members(REPS), (FALLBACK, "Fay")]) as env:
+        store = env.store
         for rep in REPS:
-            await slack.presence(rep, "away")
+            await env.slack.presence(rep, "away")
         chatflow = await store.chatflow(REPS, offline_fallback=FALLBACK)
-        settings = app_settings(
-            store,
-            slack,
-            tmp_path,
+        app = env.app(
             SMTP_HOST=HOST,
             SMTP_PORT=str(smtp.port),  # nobody listens there
             SMTP_SECURITY="none",
@@ -151,7 +137,6 @@ async def test_emails_that_never_get_through_are_marked_failed(
             EMAIL_DEBOUNCE_SECONDS="0",
             DELIVERY_MAX_ATTEMPTS="2",
         )
-        app = AppProcess("app", tmp_path, settings)
         async with running(app):
             load = await send([app.url], chatflow.public_key, conversations(VISITORS, 1), Load())
 

@@ -21,22 +21,19 @@ import pytest_asyncio
 from slackrouter.adapters.db.models import Chatflow
 from tests.resilience.harness import (
     AppProcess,
+    Deployment,
     Figures,
     FiguresLog,
     Load,
-    SlackProcess,
-    Store,
     all_posted,
-    app_settings,
     conversations,
+    deployment,
     eventually,
-    fresh_store,
     members,
     new_tag,
     reps,
     running,
     send,
-    slack_process,
     tally,
     until_routed,
 )
@@ -51,8 +48,7 @@ ESCALATION_SECONDS = 2
 
 @dataclass
 class Replicas:
-    store: Store
-    slack: SlackProcess
+    env: Deployment
     a: AppProcess
     b: AppProcess
     load: Chatflow  # round robin over many reps
@@ -68,10 +64,8 @@ class Replicas:
 async def replicas(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Replicas]:
     workdir = tmp_path_factory.mktemp("replicas")
     everyone = [*LOAD_REPS, *ESCALATION_REPS, STREAM_REP]
-    async with (
-        fresh_store("postgresql", workdir) as store,
-        slack_process(workdir, members(everyone)) as slack,
-    ):
+    async with deployment("postgresql", workdir, members(everyone)) as env:
+        store = env.store
         load = await store.chatflow(
             LOAD_REPS, name="Load", assignment="round_robin", escalation_seconds=3600
         )
@@ -82,25 +76,22 @@ async def replicas(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Re
             escalation_seconds=ESCALATION_SECONDS,
         )
         stream = await store.chatflow([STREAM_REP], name="Stream", escalation_seconds=3600)
-        settings = app_settings(store, slack, workdir)
-        a, b = (
-            AppProcess("replica-a", workdir, settings),
-            AppProcess("replica-b", workdir, settings),
-        )
+        a, b = env.app("replica-a"), env.app("replica-b")
         async with running(a, b):
             await until_routed(store, everyone)
-            yield Replicas(store, slack, a, b, load, escalation, stream)
+            yield Replicas(env, a, b, load, escalation, stream)
 
 
 async def test_every_chat_is_posted_exactly_once(replicas: Replicas, figures: FiguresLog) -> None:
+    slack, store = replicas.env.slack, replicas.env.store
     chats = conversations(40, 5)
     load = await send(replicas.urls, replicas.load.public_key, chats, Load())
-    await all_posted(replicas.slack, load.tags)
-    await replicas.store.settled()
+    await all_posted(slack, load.tags)
+    await store.settled()
     result = tally(
         "two replicas (postgresql)",
         load.tags,
-        [post.tags for post in await replicas.slack.posts()],
+        [post.tags for post in await slack.posts()],
     )
     figures.record(result)
     assert not load.refused and not load.server_errors, load.failures
@@ -109,6 +100,7 @@ async def test_every_chat_is_posted_exactly_once(replicas: Replicas, figures: Fi
 
 
 async def test_an_unanswered_chat_escalates_once(replicas: Replicas, figures: FiguresLog) -> None:
+    slack, store = replicas.env.slack, replicas.env.store
     chats = conversations(6, 1)
     load = await send(replicas.urls, replicas.escalation.public_key, chats, Load())
     assert not load.refused and not load.server_errors, load.failures
@@ -134,10 +126,10 @@ async def test_an_unanswered_chat_escalates_once(replicas: Replicas, figures: Fi
             return found if all(found.values()) else None
 
         told = await eventually(everyone_told, within=60, what="every chat runs out of reps")
-        await replicas.store.settled()
+        await store.settled()
         told = await notices()
     # Each chat went to one rep, then (escalated) to the other: two posts, in two DMs.
-    posts = [post for post in await replicas.slack.posts() if set(post.tags) & load.tags]
+    posts = [post for post in await slack.posts() if set(post.tags) & load.tags]
     per_chat = Counter(tag for post in posts for tag in post.tags)
     places = {tag: {post.channel for post in posts if tag in post.tags} for tag in load.tags}
     escalations = sum(count - 1 for count in per_chat.values())
@@ -171,9 +163,10 @@ async def read_stream(url: str, accepted: dict[str, Any], into: list[dict[str, A
 async def test_streams_on_either_replica_get_every_reply(
     replicas: Replicas, figures: FiguresLog
 ) -> None:
+    slack = replicas.env.slack
     load = await send([replicas.a.url], replicas.stream.public_key, conversations(1, 1), Load())
     [(tag, accepted)] = load.accepted.items()
-    [parent] = [p for p in await all_posted(replicas.slack, {tag}) if tag in p.tags]
+    [parent] = [p for p in await all_posted(slack, {tag}) if tag in p.tags]
     streamed: dict[str, list[dict[str, Any]]] = {"a": [], "b": []}
     readers = [
         asyncio.create_task(read_stream(replicas.a.url, accepted, streamed["a"])),
@@ -196,11 +189,11 @@ async def test_streams_on_either_replica_get_every_reply(
                 )
             )
             replies = [new_tag(), new_tag()]
-            await replicas.slack.send_events_to(replicas.a.url)
-            await replicas.slack.reply(STREAM_REP, parent.channel, parent.ts, f"{replies[0]} yes")
+            await slack.send_events_to(replicas.a.url)
+            await slack.reply(STREAM_REP, parent.channel, parent.ts, f"{replies[0]} yes")
             polled = (await waiting).json()["messages"]
-        await replicas.slack.send_events_to(replicas.b.url)
-        await replicas.slack.reply(STREAM_REP, parent.channel, parent.ts, f"{replies[1]} sure")
+        await slack.send_events_to(replicas.b.url)
+        await slack.reply(STREAM_REP, parent.channel, parent.ts, f"{replies[1]} sure")
 
         async def all_streamed() -> bool:
             return all(

@@ -118,6 +118,11 @@ def body_text(message: EmailMessage) -> str:
     return str(part.get_content()).replace("\r\n", "\n")
 
 
+def agent_names(agents: list[dict[str, Any]]) -> list[str]:
+    """Who the visitor API says will answer, by name, sorted."""
+    return sorted(str(agent["name"]) for agent in agents)
+
+
 def context_lines(post: dict[str, Any]) -> list[str]:
     """The texts of a Slack message's context blocks, in order."""
     return [

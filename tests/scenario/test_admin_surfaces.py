@@ -29,8 +29,8 @@ from tests.scenario.slack_surfaces import (
 pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 
 
-async def chatflows_modal(workspace: Workspace) -> dict[str, Any]:
-    assert await workspace.command(ADA) == {}  # the answer is the modal
+async def chatflows_modal(workspace: Workspace, text: str = "") -> dict[str, Any]:
+    assert await workspace.command(ADA, text) == {}  # the answer is the modal
     return await eventually(lambda: workspace.views("chatflows") and workspace.view("chatflows"))
 
 
@@ -97,7 +97,7 @@ async def test_editing_shows_the_keys_and_saves_only_what_changed(
     chat: Chat, workspace: Workspace
 ) -> None:
     sales = await workspace.chatflow()
-    listing = await chatflows_modal(workspace)
+    listing = await chatflows_modal(workspace, "chatflows")
     await workspace.click_in_view(ADA, listing, "chatflow_edit", sales.id)
     form = await eventually(
         lambda: workspace.views("chatflow_edit") and workspace.view("chatflow_edit")

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from slackrouter.api.app import create_api
 from slackrouter.bootstrap import build
 from slackrouter.config import Settings
-from slackrouter.observability import configure_logging
+from slackrouter.observability import configure_logging, remove_logging
 from slackrouter.sandbox.server import serve
 from tests.scenario.conftest import ALICE, BOB, SIGNING_SECRET, Chat, eventually
 
@@ -105,15 +105,14 @@ async def test_metrics_count_chats_replies_deliveries_and_slack_calls(chat: Chat
 @pytest.fixture
 def captured_logs() -> Iterator[io.StringIO]:
     """The app's log lines at INFO, as `slackrouter run` writes them."""
-    root = logging.getLogger()
     names = ("", "slack_sdk", "slack_bolt", "httpx", "apscheduler")
     levels = {name: logging.getLogger(name).level for name in names}
     stream = io.StringIO()
-    handler = configure_logging("INFO", stream)
+    configure_logging("INFO", stream)
     try:
         yield stream
     finally:
-        root.removeHandler(handler)
+        remove_logging()
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
 

@@ -260,3 +260,28 @@ async def test_an_admins_app_home_adds_routing_availability_and_missed_chats(
     )
     assert buttons_of(form) == []  # inputs, and the Rotate secret accessory
     assert "Rotate secret" in text_of(form)
+
+
+async def test_an_admin_may_act_on_any_chat(chat: Chat, workspace: Workspace) -> None:
+    await use_reverse_notes(chat)
+    started = await first_chat(chat)
+    alice_dm, ts = f"D{ALICE}", started["ts"]
+    note = await chat.slack.user_posts(ALICE, alice_dm, "We can do next-day delivery.", ts)
+    await workspace.shortcut(ADA, alice_dm, note["event"]["ts"])
+    assert await workspace.told_eventually(ADA, "Sent") == "Sent to the visitor."
+
+    await workspace.click_in_message(ADA, alice_dm, ts, "chat_claim")
+    await workspace.told_eventually(ADA, "already has this chat")  # Alice's, by her note
+    await workspace.click_in_message(ADA, alice_dm, ts, "chat_close")
+    await workspace.told_eventually(ADA, "Closed.")
+    saved = await workspace.conversation(started["conversation_id"])
+    assert (saved.status, saved.closed_by, saved.assignee) == ("closed", ADA, ALICE)
+    await eventually(lambda: buttons_of(workspace.parent(alice_dm, ts)) == [])
+    assert "Closed by Ada" in text_of(workspace.parent(alice_dm, ts))
+
+    # And the App Home's admin buttons open the lists.
+    home = await workspace.open_home(ADA)
+    await workspace.click_in_view(ADA, home, "chatflows_open")
+    await workspace.click_in_view(ADA, home, "teams_open")
+    await eventually(lambda: workspace.views("chatflows") and workspace.views("teams"))
+    assert "*Sales*" in text_of(workspace.view("chatflows"))

@@ -12,6 +12,7 @@ from tests.scenario.conftest import ALICE, BOB, CAROL
 from tests.scenario.routing_fixtures import (
     FIONA,
     Routing,
+    agent_names,
     body_text,
     closed_all_week_but,
     email_of,
@@ -24,16 +25,12 @@ from tests.scenario.routing_fixtures import (
 CLOSED = "We're closed until Monday 9:00. Leave your email and we'll write back."
 
 
-def names(agents: list[dict]) -> list[str]:
-    return sorted(agent["name"] for agent in agents)
-
-
 async def test_dnd_counts_as_away(routing: Routing) -> None:
     routing.slack.set_dnd(BOB, True)
     await routing.runtime.presence.refresh(pace=False, wait=True)  # dnd.teamInfo
 
     accepted = await routing.starts()
-    assert names(accepted["agents"]) == ["Alice"]
+    assert agent_names(accepted["agents"]) == ["Alice"]
     parent = await routing.parent_in(f"D{ALICE}")
     assert explanation(parent["params"]).endswith("not available: Bob dnd")
     await routing.settled(accepted)
@@ -44,12 +41,12 @@ async def test_dnd_counts_as_away_as_soon_as_slack_announces_it(routing: Routing
     """The `dnd_updated_user` event keeps Do Not Disturb fresh without waiting for a poll."""
     routing.slack.set_dnd(ALICE, True)
     await routing.slack.announce_dnd(ALICE)
-    assert names((await routing.greeting())["agents"]) == ["Bob"]
+    assert agent_names((await routing.greeting())["agents"]) == ["Bob"]
 
     routing.slack.set_dnd(ALICE, False)
     await routing.slack.announce_dnd(ALICE)
     accepted = await routing.starts()
-    assert names(accepted["agents"]) == ["Alice", "Bob"]
+    assert agent_names(accepted["agents"]) == ["Alice", "Bob"]
 
 
 async def test_opted_out_counts_as_away(routing: Routing) -> None:
@@ -58,7 +55,7 @@ async def test_opted_out_counts_as_away(routing: Routing) -> None:
     )
 
     accepted = await routing.starts()
-    assert names(accepted["agents"]) == ["Bob"]
+    assert agent_names(accepted["agents"]) == ["Bob"]
     parent = await routing.parent_in(f"D{BOB}")
     assert explanation(parent["params"]).endswith("not available: Alice opted out")
     await routing.settled(accepted)

@@ -13,6 +13,7 @@ from tests.scenario.conftest import ALICE, BOB, CAROL
 from tests.scenario.routing_fixtures import (
     FIONA,
     Routing,
+    agent_names,
     body_text,
     email_of,
     explanation,
@@ -33,22 +34,18 @@ async def owned_by_carol(routing: Routing, *, rotate_to_owner: bool = True) -> N
     )
 
 
-def names(agents: list[dict]) -> list[str]:
-    return sorted(agent["name"] for agent in agents)
-
-
 async def test_owner_available_gets_it_alone(routing: Routing) -> None:
     await owned_by_carol(routing)
 
     greeting = await routing.greeting(NORA_COOKIE)
     assert greeting["status"] == "routed"
-    assert names(greeting["agents"]) == ["Carol"]
+    assert agent_names(greeting["agents"]) == ["Carol"]
     assert greeting["agents"][0]["avatar_url"]
-    assert names((await routing.greeting("someone-else"))["agents"]) == ["Alice", "Bob"]
+    assert agent_names((await routing.greeting("someone-else"))["agents"]) == ["Alice", "Bob"]
 
     accepted = await routing.starts(visitor_id=NORA_COOKIE)
     assert accepted["status"] == "routed"
-    assert names(accepted["agents"]) == ["Carol"]
+    assert agent_names(accepted["agents"]) == ["Carol"]
     parent = await routing.parent_in(f"D{CAROL}")
     context = explanation(parent["params"])
     assert context == "owner: offered to the contact's owner Carol alone"
@@ -94,9 +91,9 @@ async def test_owner_away_emails_the_owner_and_not_the_fallback(routing: Routing
 async def test_flag_off_routes_even_an_owned_visitor(routing: Routing) -> None:
     await owned_by_carol(routing, rotate_to_owner=False)
 
-    assert names((await routing.greeting(NORA_COOKIE))["agents"]) == ["Alice", "Bob"]
+    assert agent_names((await routing.greeting(NORA_COOKIE))["agents"]) == ["Alice", "Bob"]
     accepted = await routing.starts(visitor_id=NORA_COOKIE)
-    assert names(accepted["agents"]) == ["Alice", "Bob"]
+    assert agent_names(accepted["agents"]) == ["Alice", "Bob"]
     await routing.parent_in(f"D{ALICE}")
     await routing.parent_in(f"D{BOB}")
     await routing.settled(accepted)
@@ -109,7 +106,7 @@ async def test_unknown_visitor_follows_the_route(routing: Routing) -> None:
     accepted = await routing.starts(visitor_id="cookie-stranger", email=NORA_EMAIL)
     # A browser that merely claims a customer's address does not get their owner.
     assert accepted["identity_verified"] is False
-    assert names(accepted["agents"]) == ["Alice", "Bob"]
+    assert agent_names(accepted["agents"]) == ["Alice", "Bob"]
     parent = await routing.parent_in(f"D{ALICE}")
     context = explanation(parent["params"])
     assert context.startswith("route (all): offered to Alice, Bob;")
@@ -121,9 +118,9 @@ async def test_contact_without_owner_follows_the_route(routing: Routing) -> None
     await routing.configure(rotate_to_owner=True)
     await routing.put_contact(email=NORA_EMAIL, name="Nora Berg", visitor_ids=[NORA_COOKIE])
 
-    assert names((await routing.greeting(NORA_COOKIE))["agents"]) == ["Alice", "Bob"]
+    assert agent_names((await routing.greeting(NORA_COOKIE))["agents"]) == ["Alice", "Bob"]
     accepted = await routing.starts(visitor_id=NORA_COOKIE)
-    assert names(accepted["agents"]) == ["Alice", "Bob"]
+    assert agent_names(accepted["agents"]) == ["Alice", "Bob"]
     await routing.parent_in(f"D{ALICE}")
     await routing.parent_in(f"D{BOB}")
     await routing.settled(accepted)
@@ -152,7 +149,7 @@ async def test_owner_is_found_by_an_email_the_site_vouches_for(routing: Routing)
         },
     )
     assert response.status_code == 201, response.text
-    assert names(response.json()["agents"]) == ["Carol"]
+    assert agent_names(response.json()["agents"]) == ["Carol"]
     await routing.parent_in(f"D{CAROL}")
     await routing.settled(response.json())
     assert routing.dm_parents() == {CAROL: 1}

@@ -11,6 +11,7 @@ from tests.scenario.conftest import ALICE, BOB, CAROL
 from tests.scenario.routing_fixtures import (
     DAVE,
     Routing,
+    agent_names,
     explanation,
     routing_fixture,  # noqa: F401
     smtp_server_fixture,  # noqa: F401
@@ -18,18 +19,14 @@ from tests.scenario.routing_fixtures import (
 )
 
 
-def names(agents: list[dict]) -> list[str]:
-    return sorted(agent["name"] for agent in agents)
-
-
 async def test_team_via_slack_user_group(routing: Routing) -> None:
     routing.slack.add_usergroup("S0SALES", "sales", "Sales team", users=[CAROL, DAVE])
     assert await routing.runtime.directory.refresh_usergroups() is True
     await routing.configure(route_users=[], route_teams=["S0SALES"])
 
-    assert names((await routing.greeting())["agents"]) == ["Carol", "Dave"]
+    assert agent_names((await routing.greeting())["agents"]) == ["Carol", "Dave"]
     accepted = await routing.starts()
-    assert names(accepted["agents"]) == ["Carol", "Dave"]
+    assert agent_names(accepted["agents"]) == ["Carol", "Dave"]
     await routing.parent_in(f"D{CAROL}")
     await routing.parent_in(f"D{DAVE}")
     await routing.settled(accepted)
@@ -46,7 +43,7 @@ async def test_team_defined_in_slackrouter(routing: Routing) -> None:
     await routing.presence(**{ALICE: "away"})
 
     accepted = await routing.starts()
-    assert names(accepted["agents"]) == ["Carol", "Dave"]
+    assert agent_names(accepted["agents"]) == ["Carol", "Dave"]
     parent = await routing.parent_in(f"D{DAVE}")
     context = explanation(parent["params"])
     assert context == (
@@ -66,7 +63,7 @@ async def test_a_rep_in_two_teams_is_notified_once(routing: Routing) -> None:
     await routing.configure(route_users=[BOB], route_teams=["S0SALES", team.id])
 
     accepted = await routing.starts()
-    assert names(accepted["agents"]) == ["Bob", "Carol", "Dave"]
+    assert agent_names(accepted["agents"]) == ["Bob", "Carol", "Dave"]
     for rep in (BOB, CAROL, DAVE):
         await routing.parent_in(f"D{rep}")
     await routing.settled(accepted)
@@ -84,7 +81,7 @@ async def test_deactivated_users_bots_and_guests_are_never_candidates(routing: R
     await routing.configure(route_users=["U0GONE", ALICE], route_teams=["S0ALL"])
 
     accepted = await routing.starts()
-    assert names(accepted["agents"]) == ["Alice", "Bob"]
+    assert agent_names(accepted["agents"]) == ["Alice", "Bob"]
     parent = await routing.parent_in(f"D{ALICE}")
     context = explanation(parent["params"])
     assert context == (

@@ -42,7 +42,7 @@ def settings(n: int) -> ChatflowSettings:
     )
 
 
-LINES = [ChatflowLine(f"cf_{n:04d}", f"pk_{n:020d}", settings(n)) for n in range(300)]
+LINES = [ChatflowLine(f"cf_{n:04d}", settings(n)) for n in range(300)]
 
 
 def chat(n: int, state: str) -> ChatSummary:

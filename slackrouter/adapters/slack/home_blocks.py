@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from slackrouter.adapters.slack.admin_blocks import routing_summary
 from slackrouter.adapters.slack.kit import (
+    VIEW_BLOCKS,
     Block,
     Blocks,
     actions,
@@ -110,4 +111,4 @@ def home_view(data: HomeOverview) -> Block:
     blocks += _chats("Missed chats", data.missed, data.missed_total, "None missed.")
     if data.admin is not None:
         blocks += _admin(data.admin)
-    return {"type": "home", "callback_id": "home", "blocks": blocks[:100]}
+    return {"type": "home", "callback_id": "home", "blocks": blocks[:VIEW_BLOCKS]}

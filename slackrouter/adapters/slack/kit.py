@@ -21,7 +21,6 @@ from slackrouter.adapters.slack.text import escape_visitor_text
 Block = dict[str, Any]
 Blocks = list[Block]
 
-MESSAGE_BLOCKS = 50
 VIEW_BLOCKS = 100
 SECTION_TEXT = 3000
 CONTEXT_TEXT = 2000
@@ -31,7 +30,6 @@ PLACEHOLDER_TEXT = 150
 BUTTON_TEXT = 75
 OPTION_TEXT = 75
 OPTION_VALUE = 150
-SELECT_OPTIONS = 100
 CONTEXT_ELEMENTS = 10
 ACTIONS_ELEMENTS = 25
 MODAL_TITLE = 24

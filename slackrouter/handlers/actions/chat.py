@@ -8,13 +8,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from slackrouter.adapters.slack.chat_blocks import transfer_modal
-from slackrouter.handlers.surfaces import Surfaces, team_slack, told_if_declined, who
-
-
-def _clicked(body: dict[str, Any]) -> tuple[str, str]:
-    """(channel, ts) of the message whose button was clicked."""
-    container = body.get("container") or {}
-    return str(container.get("channel_id", "")), str(container.get("message_ts", ""))
+from slackrouter.handlers.surfaces import Surfaces, clicked, team_slack, told_if_declined, who
 
 
 def register(app: AsyncApp, *, surfaces: Surfaces) -> None:
@@ -24,7 +18,7 @@ def register(app: AsyncApp, *, surfaces: Surfaces) -> None:
     async def claim(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         team_id, user_id = who(body)
-        channel, ts = _clicked(body)
+        channel, ts = clicked(body)
         async with told_if_declined(surfaces.slack, body):
             chat = await chats.chat_at(team_id=team_id, channel=channel, ts=ts, user_id=user_id)
             answer = await chats.claim(
@@ -38,7 +32,7 @@ def register(app: AsyncApp, *, surfaces: Surfaces) -> None:
     async def close(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         team_id, user_id = who(body)
-        channel, ts = _clicked(body)
+        channel, ts = clicked(body)
         async with told_if_declined(surfaces.slack, body):
             chat = await chats.chat_at(team_id=team_id, channel=channel, ts=ts, user_id=user_id)
             answer = await chats.close(
@@ -52,7 +46,7 @@ def register(app: AsyncApp, *, surfaces: Surfaces) -> None:
     async def transfer(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         team_id, user_id = who(body)
-        channel, ts = _clicked(body)
+        channel, ts = clicked(body)
         async with told_if_declined(surfaces.slack, body):
             chat = await chats.chat_at(team_id=team_id, channel=channel, ts=ts, user_id=user_id)
             view = transfer_modal(

@@ -19,7 +19,7 @@ from slackrouter.adapters.slack.admin_blocks import (
     teams_modal,
 )
 from slackrouter.adapters.slack.kit import clip, esc
-from slackrouter.handlers.surfaces import Surfaces, team_slack
+from slackrouter.handlers.surfaces import Surfaces, team_slack, who
 from slackrouter.services.admins import NOT_ADMIN
 
 COMMAND = "/chatrouting"
@@ -29,8 +29,12 @@ ADMIN_WORDS = ("", "chatflows", "teams")
 def register(app: AsyncApp, *, surfaces: Surfaces) -> None:
     @app.command(COMMAND)
     async def chatrouting(ack: AsyncAck, body: dict[str, Any]) -> None:
-        team_id, user_id = str(body["team_id"]), str(body["user_id"])
-        word = (str(body.get("text") or "").split() or [""])[0].lower()
+        team_id, user_id = who(body)
+        if not (team_id and user_id):  # not a request Slack would send: nobody to act for
+            await ack(text=HELP)
+            return
+        text = body.get("text")
+        word = ((text if isinstance(text, str) else "").split() or [""])[0].lower()
         if word in ("available", "away"):
             opted_in = word == "available"
             await surfaces.presence.set_opted_in(
@@ -53,7 +57,7 @@ def register(app: AsyncApp, *, surfaces: Surfaces) -> None:
                 await ack(text=NOT_ADMIN, blocks=help_blocks(note=NOT_ADMIN))
                 return
             await ack()
-            trigger = str(body["trigger_id"])
+            trigger = str(body.get("trigger_id") or "")
             slack = await team_slack(surfaces.slack, body)
             if word == "teams":
                 teams = await surfaces.directory.list_teams(team_id=team_id)
