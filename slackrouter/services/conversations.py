@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import hmac
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from slackrouter.adapters.db.models import Conversation, FeedItem, Message, Rep
+from slackrouter.clock import Clock
+from slackrouter.services import followups
 from slackrouter.services.notifier import FeedNotifier
 
 PAGE = 100
@@ -41,15 +43,28 @@ class FeedPage:
 
 
 class ConversationReader:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], notifier: FeedNotifier) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        notifier: FeedNotifier,
+        *,
+        clock: Clock,
+        email_debounce: float,
+    ) -> None:
         self._sessions = sessions
         self._notifier = notifier
+        self._clock = clock
+        self._debounce = timedelta(seconds=email_debounce)
 
     async def leave_email(self, conversation_id: str, token: str, email: str) -> None:
-        """The visitor's address, for the rep who follows up by email (Reply-To)."""
+        """The visitor's address, for the rep who follows up by email (Reply-To); a pending
+        offline email waits a little longer, as for a message, so it carries the address."""
         async with self._sessions() as session, session.begin():
             conversation = await self._conversation(session, conversation_id, token)
             conversation.visitor_email = email
+            await followups.postpone(
+                session, conversation.id, followups.OFFLINE_EMAIL, self._debounce, self._clock()
+            )
 
     async def authorize(self, conversation_id: str, token: str) -> None:
         async with self._sessions() as session:

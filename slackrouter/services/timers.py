@@ -26,7 +26,6 @@ from slackrouter.services.visitor_messages import mark_assigned, open_threads, r
 log = logging.getLogger(__name__)
 
 BATCH = 100
-DEFAULT_EMAIL_DEBOUNCE = 180.0  # seconds; Settings.email_debounce_seconds' default
 
 
 class TimerWorker:
@@ -38,7 +37,7 @@ class TimerWorker:
         *,
         clock: Clock,
         on_outbox: Callable[[], None],
-        email_debounce: float = DEFAULT_EMAIL_DEBOUNCE,
+        email_debounce: float,
     ) -> None:
         # Public so that whoever builds the worker can set it from EMAIL_DEBOUNCE_SECONDS.
         self.email_debounce = timedelta(seconds=email_debounce)

@@ -22,7 +22,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -165,7 +165,6 @@ class Routing(Chat):
         self.runtime = build(self.settings, db_schema=self.db_schema)
         # bootstrap does not pass EMAIL_DEBOUNCE_SECONDS to the timer worker (yet): escalated
         # chats that go offline would wait for the default 3 minutes.
-        self.runtime.timers.email_debounce = timedelta(seconds=self.settings.email_debounce_seconds)
 
     async def start_app(self) -> None:
         """Serve the app built last: its lifespan starts the scheduler and the workers."""
