@@ -522,7 +522,7 @@ async def until_routed(store: Store, route: Sequence[str]) -> None:
     async def seen() -> bool:
         return await store.active_reps(route) == len(route)
 
-    await eventually(seen, within=30, what="the app sees the reps active")
+    await eventually(seen, within=60, what="the app sees the reps active")
 
 
 # --- visitors -------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ def create_engine(database_url: str, *, schema: str | None = None) -> AsyncEngin
     elif schema:
         kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
     if database_url.startswith("postgresql"):
-        kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+        kwargs.update(pool_size=5, max_overflow=10, pool_pre_ping=True)
     engine = _create_async_engine(database_url, **kwargs)
     if database_url.startswith("sqlite"):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
