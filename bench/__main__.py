@@ -220,13 +220,15 @@ def load_average() -> str:
     return " ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
-def table(results: Results, kinds: list[str]) -> str:
+def table(results: Results, kinds: list[str], *, judged: bool) -> str:
+    """The figures, one row each; `judged` marks each against its target."""
+
     def cell(key: str, kind: str) -> str:
         if key == "routing":
             found = results.cells.get(("routing", "core"))
-            return "" if found is None or kind != kinds[0] else _marked(found)
+            return "" if found is None or kind != kinds[0] else _text(found, judged)
         found = results.cells.get((key, kind))
-        return "not measured" if found is None else _marked(found)
+        return "not measured" if found is None else _text(found, judged)
 
     header = ["figure", *(DATABASES[kind] for kind in kinds), "target"]
     rows = [[label, *(cell(key, kind) for kind in kinds), target] for key, label, target in ROWS]
@@ -239,12 +241,12 @@ def table(results: Results, kinds: list[str]) -> str:
     return "\n".join([line(header), separator, *(line(row) for row in rows)])
 
 
-def _marked(cell: Cell) -> str:
-    mark = {True: " [ok]", False: " [MISS]", None: ""}[cell.ok]
+def _text(cell: Cell, judged: bool) -> str:
+    mark = {True: " [ok]", False: " [MISS]", None: ""}[cell.ok] if judged else ""
     return cell.text + mark
 
 
-async def run(args: argparse.Namespace) -> int:
+async def run(args: argparse.Namespace, workdir: Path) -> int:
     sizes = QUICK if args.quick else FULL
     kinds = [kind.strip() for kind in args.databases.split(",") if kind.strip()]
     unknown = set(kinds) - DATABASES.keys()
@@ -253,8 +255,6 @@ async def run(args: argparse.Namespace) -> int:
         return 2
     results = Results()
     started, load_before = time.monotonic(), load_average()
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="slackrouter-bench-"))
-    workdir.mkdir(parents=True, exist_ok=True)
     print(f"bench: logs and databases in {workdir}", file=sys.stderr)
     await routing(sizes, results)
     for kind in kinds:
@@ -272,9 +272,7 @@ async def run(args: argparse.Namespace) -> int:
         f"median of {sizes.runs} run(s) per figure, {elapsed:.0f} s"
     )
     print(f"machine: {machine()}; load average {load_before} before, {load_average()} after")
-    print(table(results, kinds))
-    if not args.workdir and not args.keep:
-        shutil.rmtree(workdir, ignore_errors=True)
+    print(table(results, kinds, judged=not args.quick))
     return 0
 
 
@@ -288,8 +286,16 @@ def main() -> None:
     )
     parser.add_argument("--workdir", help="keep logs and databases here (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir's logs")
+    args = parser.parse_args()
     raise_open_files_limit()
-    sys.exit(asyncio.run(run(parser.parse_args())))
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="slackrouter-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        code = asyncio.run(run(args, workdir))
+    finally:
+        if not args.workdir and not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

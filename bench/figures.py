@@ -119,7 +119,6 @@ def percentile(values: Sequence[float], p: float) -> float:
 class Ingest:
     ratio: Cell
     latency: Cell
-    saturation: float
 
 
 async def ingest(workdir: Path, sizes: Sizes, app: App, bare: Bare, chatflow: Chatflow) -> Ingest:
@@ -172,7 +171,6 @@ async def ingest(workdir: Path, sizes: Sizes, app: App, bare: Bare, chatflow: Ch
             f"{ratio:.2f} (app {saturation:,.0f}/s ÷ bare {median(bares):,.0f}/s)", ratio >= 0.5
         ),
         latency=Cell(f"{median(p50s):.0f} / {p99:.0f} ms at {rate:,.0f}/s", p99 <= 50),
-        saturation=saturation,
     )
 
 

@@ -43,6 +43,7 @@ TEAM_ID = "T0001"
 SIGNING_SECRET = "bench-signing-secret-5c0f1e2d3a4b"
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+ROOT = Path(__file__).resolve().parent.parent  # where `python -m bench.…` finds the package
 T = TypeVar("T")
 
 
@@ -292,7 +293,7 @@ class Bare:
             "bare endpoint",
             [sys.executable, "-m", "bench.bare", str(self.port)],
             workdir / "bare.log",
-            cwd=Path(__file__).resolve().parent.parent,
+            cwd=ROOT,
         )
 
     async def start(self) -> None:
@@ -331,7 +332,7 @@ _job_numbers = itertools.count(1)
 async def run_load(workdir: Path, job: dict[str, Any]) -> dict[str, Any]:
     """Run one load-generator job to its end; returns its result."""
     async with load_process(workdir, job) as (lines, _):
-        return await _json_line(lines, job["kind"])
+        return await next_line(lines, job["kind"])
 
 
 @contextlib.asynccontextmanager
@@ -352,7 +353,7 @@ async def load_process(
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=errors,
-            cwd=Path(__file__).resolve().parent.parent,
+            cwd=ROOT,
             limit=1 << 24,
         )
     assert process.stdout is not None and process.stdin is not None
@@ -368,15 +369,12 @@ async def load_process(
             await process.wait()
 
 
-async def _json_line(lines: asyncio.StreamReader, what: str) -> dict[str, Any]:
+async def next_line(lines: asyncio.StreamReader, what: str) -> dict[str, Any]:
+    """The next JSON line a load generator prints."""
     line = await lines.readline()
     if not line:
         raise RuntimeError(f"the load generator ({what}) ended without a result")
     return dict(json.loads(line))
-
-
-async def next_line(lines: asyncio.StreamReader, what: str) -> dict[str, Any]:
-    return await _json_line(lines, what)
 
 
 # --- the database ---------------------------------------------------------------------------
@@ -427,13 +425,6 @@ class Database:
                 select(func.count())
                 .select_from(OutboxItem)
                 .where(OutboxItem.status.not_in(("done", "failed")))
-            )
-        return int(count or 0)
-
-    async def failed(self) -> int:
-        async with self.sessions() as session:
-            count = await session.scalar(
-                select(func.count()).select_from(OutboxItem).where(OutboxItem.status == "failed")
             )
         return int(count or 0)
 

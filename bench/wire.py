@@ -22,12 +22,6 @@ class Answer:
     status: int
     body: bytes
 
-    def json(self) -> dict[str, object]:
-        value = json.loads(self.body)
-        if not isinstance(value, dict):
-            raise WireError(f"expected a JSON object, got {type(value).__name__}")
-        return value
-
 
 @dataclass(frozen=True)
 class SseEvent:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from slackrouter.adapters.mail_render import configured_address
+
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/slackrouter.db"
 
@@ -45,7 +47,7 @@ class Settings:
     smtp_security: str = "starttls"
     smtp_username: str | None = None
     smtp_password: str | None = None
-    mail_from: str = "slackrouter <slackrouter@localhost>"
+    mail_from: str = "slackrouter <slackrouter@localhost.localdomain>"
     mbox_path: str = "./var/mail.mbox"
     email_debounce_seconds: float = 180.0
     timer_poll_interval: float = 1.0
@@ -180,8 +182,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                 f"SLACKROUTER_ADMINS: expected Slack user ids (U… or W…), got {user_id!r}"
             )
     mail_from = text("MAIL_FROM") or Settings.mail_from
-    if "@" not in mail_from:
-        raise SettingsError(f"MAIL_FROM: expected an email address, got {mail_from!r}")
+    try:
+        configured_address(mail_from, "MAIL_FROM")
+    except ValueError:
+        raise SettingsError(
+            f"MAIL_FROM: expected an address like 'Name <addr@example.com>', got {mail_from!r}"
+        ) from None
     return Settings(
         slack_bot_token=text("SLACK_BOT_TOKEN"),
         slack_signing_secret=text("SLACK_SIGNING_SECRET"),

@@ -96,8 +96,8 @@ def chat_email(
     message = EmailMessage(policy=policy.SMTP)
     who = _shorten(_header_text(name or reply_to or "a visitor"), NAME_IN_HEADER_LIMIT)
     message["Subject"] = f"Chat from {who} on {_header_text(flow)} (no one was available)"
-    message["From"] = _configured_address(sender, "sender")
-    message["To"] = _configured_address(to, "to")
+    message["From"] = configured_address(sender, "sender")
+    message["To"] = configured_address(to, "to")
     if reply_to:
         header_name = _shorten(_header_text(name), NAME_IN_HEADER_LIMIT)
         message["Reply-To"] = Address(display_name=header_name, addr_spec=reply_to)
@@ -242,7 +242,7 @@ def _plain_address(text: str) -> str | None:
     return address
 
 
-def _configured_address(value: str, what: str) -> Address:
+def configured_address(value: str, what: str) -> Address:
     """`addr@host` or `Name <addr@host>` from configuration, as a header-safe `Address`."""
     display_name, address = parseaddr(value)
     if _scrub(value, keep_newlines=False) != value or not _ADDRESS.fullmatch(address):

@@ -10,9 +10,12 @@ from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_sdk.signature import SignatureVerifier
 from sse_starlette.sse import EventSourceResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from slackrouter.adapters.slack.connection import INSTALL_PATH, REDIRECT_PATH
+from slackrouter.adapters.slack.payloads import slack_request_problem
 from slackrouter.api.contacts import contacts_router
 from slackrouter.api.cors import VisitorApiCors
 from slackrouter.api.errors import ApiError, error_response, signed_chatflow, unknown_chatflow
@@ -110,6 +113,16 @@ def create_api(runtime: Runtime) -> FastAPI:
     @api.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.error, exc.message, exc.headers)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {400: "malformed_request", 404: "not_found", 405: "method_not_allowed"}
+        return error_response(
+            exc.status_code,
+            codes.get(exc.status_code, "http_error"),
+            str(exc.detail),
+            dict(exc.headers) if exc.headers else None,
+        )
 
     @api.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -297,8 +310,24 @@ def create_api(runtime: Runtime) -> FastAPI:
 
         return EventSourceResponse(events(), ping=15)
 
+    verifier = SignatureVerifier(runtime.settings.slack_signing_secret or "")
+
     @api.post("/slack/events", include_in_schema=False)
     async def slack_events(request: Request) -> Any:
+        body = await request.body()
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            return error_response(400, "malformed_request", "the body is not UTF-8")
+        if not verifier.is_valid(
+            body,
+            request.headers.get("X-Slack-Request-Timestamp", ""),
+            request.headers.get("X-Slack-Signature", ""),
+        ):
+            return error_response(401, "bad_signature", "not a genuine request from Slack")
+        problem = slack_request_problem(body, request.headers.get("Content-Type", ""))
+        if problem:
+            return error_response(400, "malformed_request", problem)
         return await slack_handler.handle(request)
 
     if runtime.settings.oauth:

@@ -27,7 +27,7 @@ from slackrouter.services.contacts import (
 )
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut} for code in (401, 404, 413, 422)
+    code: {"model": ErrorOut} for code in (400, 401, 404, 413, 422, 503)
 }
 
 

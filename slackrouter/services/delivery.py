@@ -167,6 +167,13 @@ class DeliveryWorker:
                 held.add(key)
                 self._failed(item, f"{type(exc).__name__}: {exc}", now)
                 return 0
+            except Exception as exc:
+                # A bug or bad data in one item must not stop the others: it is retried and,
+                # if it keeps failing, marked failed where admins see it.
+                log.exception("delivery of outbox item %s raised", item.id)
+                held.add(key)
+                self._failed(item, f"{type(exc).__name__}: {exc}", now)
+                return 0
             item.status = "done"
             item.done_at = now
             if item.kind == "email":

@@ -50,12 +50,23 @@ class SlackPoster:
         thread = await session.get_one(SlackThread, item.thread_id)
         if thread.thread_ts is not None:
             return
+        # Every read comes before the Slack calls and every write after them: on SQLite the
+        # first write takes the database's write lock, which must not wait on Slack.
         message = await session.get_one(Message, item.message_id)
         conversation = await session.get_one(Conversation, thread.conversation_id)
-        if thread.channel_id is None and thread.rep_user_id is not None:
-            thread.channel_id = await self._dm_channel(session, thread)
-        assert thread.channel_id is not None
         chatflow = await session.get_one(Chatflow, conversation.chatflow_id)
+        rep = (
+            await session.get(Rep, (thread.team_id, thread.rep_user_id))
+            if thread.rep_user_id is not None
+            else None
+        )
+        channel = thread.channel_id
+        if channel is None and thread.rep_user_id is not None:
+            channel = rep.dm_channel_id if rep is not None else None
+            if channel is None:
+                slack = await self._slack.for_team(thread.team_id)
+                channel = await slack.open_dm(thread.rep_user_id)
+        assert channel is not None
         text, body = blocks.parent_message(
             chatflow_name=chatflow.name,
             visitor_name=conversation.visitor_name,
@@ -67,7 +78,14 @@ class SlackPoster:
             missed=conversation.routing_outcome != "routed",
             note_hint=blocks.note_hint(chatflow.note_mode, chatflow.note_prefix),
         )
-        thread.thread_ts = await self._post(item, thread.channel_id, text, body, None)
+        ts = await self._post(item, channel, text, body, None)
+        thread.channel_id, thread.thread_ts = channel, ts
+        if (
+            rep is not None
+            and rep.dm_channel_id is None
+            and thread.channel_id != chatflow.channel_id
+        ):
+            rep.dm_channel_id = channel  # opened once, remembered
 
     async def post_reply(self, session: AsyncSession, item: OutboxItem) -> None:
         thread = await session.get_one(SlackThread, item.thread_id)
@@ -139,15 +157,3 @@ class SlackPoster:
             )
         )
         return status == "failed"
-
-    async def _dm_channel(self, session: AsyncSession, thread: SlackThread) -> str:
-        """The rep's DM with the app, opened once and remembered."""
-        assert thread.rep_user_id is not None
-        rep = await session.get(Rep, (thread.team_id, thread.rep_user_id))
-        if rep is not None and rep.dm_channel_id:
-            return rep.dm_channel_id
-        slack = await self._slack.for_team(thread.team_id)
-        channel = await slack.open_dm(thread.rep_user_id)
-        if rep is not None:
-            rep.dm_channel_id = channel
-        return channel

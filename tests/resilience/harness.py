@@ -109,10 +109,9 @@ class OutageCounts:
 class SlackProcess:
     """`python -m slackrouter.sandbox` and its control API."""
 
-    def __init__(self, process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], url: str) -> None:
         self.process = process
         self.url = url
-        self.log = log
         self.http = httpx.AsyncClient(base_url=url, timeout=30)
 
     @property
@@ -203,7 +202,7 @@ async def slack_process(
     except BaseException:
         _terminate(process)
         raise
-    slack = SlackProcess(process, url, log)
+    slack = SlackProcess(process, url)
     try:
         yield slack
     finally:
@@ -240,10 +239,6 @@ class Store:
     url: str
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
-
-    @property
-    def kind(self) -> str:
-        return "postgresql" if self.url.startswith("postgresql") else "sqlite"
 
     async def chatflow(
         self,

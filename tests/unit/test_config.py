@@ -71,3 +71,9 @@ def test_slackrouter_admins_are_user_ids() -> None:
     assert load_settings({}).slackrouter_admins == frozenset()
     with pytest.raises(SettingsError, match="SLACKROUTER_ADMINS: expected Slack user ids"):
         load_settings({"SLACKROUTER_ADMINS": "U0ADA,@ben"})
+
+
+def test_the_default_sender_is_a_usable_address_and_a_bad_one_is_named() -> None:
+    assert load_settings({}).mail_from == "slackrouter <slackrouter@localhost.localdomain>"
+    with pytest.raises(SettingsError, match="^MAIL_FROM: expected an address"):
+        load_settings({"MAIL_FROM": "slackrouter@localhost"})

@@ -16,19 +16,14 @@ REPLY_SUBTYPES = {None, "thread_broadcast", "file_share"}
 
 
 def _rep_message(team_id: str, channel: str, message: dict[str, Any]) -> RepMessage | None:
-    """A human's message inside a thread (not the parent), or None."""
-    thread_ts = message.get("thread_ts")
-    if message.get("bot_id") or not message.get("user") or not thread_ts:
+    """A human's message with words in it, inside a thread (not the parent), or None."""
+    thread_ts, ts, user, text = (message.get(k) for k in ("thread_ts", "ts", "user", "text"))
+    if message.get("bot_id") or not all(isinstance(v, str) for v in (thread_ts, ts, user, text)):
         return None
-    if thread_ts == message.get("ts"):
+    if thread_ts == ts or not text.strip():
         return None
     return RepMessage(
-        team_id=team_id,
-        channel=channel,
-        thread_ts=str(thread_ts),
-        ts=str(message["ts"]),
-        user_id=str(message["user"]),
-        text=str(message.get("text") or ""),
+        team_id=team_id, channel=channel, thread_ts=thread_ts, ts=ts, user_id=user, text=text
     )
 
 
