@@ -75,5 +75,5 @@ def test_slackrouter_admins_are_user_ids() -> None:
 
 def test_the_default_sender_is_a_usable_address_and_a_bad_one_is_named() -> None:
     assert load_settings({}).mail_from == "slackrouter <slackrouter@localhost.localdomain>"
-    with pytest.raises(SettingsError, match="^MAIL_FROM: expected an address"):
+    with pytest.raises(SettingsError, match=r"^MAIL_FROM: expected an address"):
         load_settings({"MAIL_FROM": "slackrouter@localhost"})
