@@ -29,7 +29,7 @@ ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"
 T = TypeVar("T")
 
 
-async def eventually(check: Callable[[], Awaitable[T] | T], within: float = 10.0) -> T:
+async def eventually(check: Callable[[], Awaitable[T] | T], within: float = 20.0) -> T:
     """Poll `check` until it returns something truthy; fail after `within` seconds."""
     deadline = time.monotonic() + within
     while True:

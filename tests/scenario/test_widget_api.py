@@ -107,4 +107,4 @@ async def test_a_long_poll_ends_when_the_visitor_leaves(chat: Chat) -> None:
     )
     await eventually(lambda: chat.runtime.notifier.waiting == 1)
     poll.cancel()  # the visitor closed the tab: the connection is gone
-    await eventually(lambda: chat.runtime.notifier.waiting == 0, within=5)
+    await eventually(lambda: chat.runtime.notifier.waiting == 0, within=20)
