@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 import httpx
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from slackrouter.adapters.db.models import OutboxItem
@@ -94,10 +94,25 @@ class DeliveryWorker:
             except Exception:
                 log.exception("delivery round failed")
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=poll_interval)
+                await asyncio.wait_for(self._wake.wait(), timeout=await self._idle(poll_interval))
             except TimeoutError:
                 pass
             self._wake.clear()
+
+    async def _idle(self, poll_interval: float) -> float:
+        """How long to sleep: until the next item falls due (a paced post, a retry), at most
+        `poll_interval` (other replicas add rows too). Items already due but waiting for an
+        earlier one go in the round that delivers the earlier one."""
+        now = self._clock()
+        async with self._sessions() as session:
+            due = await session.scalar(
+                select(func.min(OutboxItem.next_attempt_at)).where(
+                    OutboxItem.status == "pending", OutboxItem.next_attempt_at > now
+                )
+            )
+        if due is None:
+            return poll_interval
+        return min(poll_interval, max(0.01, (due - now).total_seconds()))
 
     async def run_once(self) -> int:
         """One pass over the due items; returns how many were delivered."""

@@ -15,12 +15,13 @@ class _Bucket:
 
 
 class ChannelPacer:
-    """A token bucket per channel (in this process)."""
+    """A token bucket per channel (in this process), a little under Slack's rate so that timing
+    jitter does not draw 429s."""
 
     def __init__(
         self,
         *,
-        per_second: float = 1.0,
+        per_second: float = 0.95,
         burst: int = 3,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

@@ -38,10 +38,24 @@ PERMANENT_ERRORS = frozenset(
 )
 
 
+# Posts go through the outbox, which reschedules a 429 by its Retry-After: sleeping inside the
+# call would stall the delivery worker, and every other channel's posts with it.
+OUTBOX_METHODS = ("chat.postMessage", "chat.update")
+
+
+class RateLimitRetryOutsideOutbox(AsyncRateLimitErrorRetryHandler):
+    """slack_sdk's Retry-After handler, for every method but the outbox's posts."""
+
+    async def _can_retry_async(self, *, state: Any, request: Any, **kwargs: Any) -> bool:
+        if str(getattr(request, "url", "")).endswith(OUTBOX_METHODS):
+            return False
+        return await super()._can_retry_async(state=state, request=request, **kwargs)
+
+
 def create_client(token: str | None, base_url: str) -> AsyncWebClient:
     """A client that honours `Retry-After` on 429 (twice) besides slack_sdk's connection retries."""
     client = MeteredWebClient(token=token, base_url=base_url)
-    client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))
+    client.retry_handlers.append(RateLimitRetryOutsideOutbox(max_retry_count=2))
     return client
 
 
