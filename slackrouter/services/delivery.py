@@ -94,7 +94,12 @@ class DeliveryWorker:
             except Exception:
                 log.exception("delivery round failed")
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=await self._idle(poll_interval))
+                idle = await self._idle(poll_interval)
+            except Exception:
+                log.exception("could not read when the next delivery is due")
+                idle = poll_interval
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=idle)
             except TimeoutError:
                 pass
             self._wake.clear()
