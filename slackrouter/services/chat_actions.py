@@ -30,6 +30,7 @@ from slackrouter.services import followups
 from slackrouter.services.admins import Admins, Declined, NotAllowed
 from slackrouter.services.chat_updates import queue_parent_updates
 from slackrouter.services.directory import Directory
+from slackrouter.services.failed_deliveries import retry_delivery
 from slackrouter.services.notifier import FeedNotifier
 from slackrouter.services.presence import PresenceService
 from slackrouter.services.replies import Replies
@@ -362,6 +363,17 @@ class ChatActions:
                     message_id=message_id,
                     now=now,
                 )
+
+    async def retry_delivery(self, *, team_id: str, user_id: str, item_id: int) -> bool:
+        """An admin puts a failed delivery back in the queue (App Home's Retry)."""
+        await self._admins.require(team_id=team_id, user_id=user_id)
+        async with self._sessions() as session, session.begin():
+            retried = await retry_delivery(
+                session, team_id=team_id, item_id=item_id, now=self._clock()
+            )
+        if retried:
+            self._on_outbox()
+        return retried
 
 
 def _require_open(conversation: Conversation) -> None:

@@ -18,9 +18,11 @@ from slackrouter.clock import Clock
 from slackrouter.routing import Unavailable, availability
 from slackrouter.services.availability import rep_state
 from slackrouter.services.chatflow_admin import ChatflowSettings, settings_of
+from slackrouter.services.failed_deliveries import FailedDelivery, failed_deliveries
 from slackrouter.services.router import weekly_hours
 
 HOME_CHATS = 10  # chats listed per App Home section; the rest are counted
+HOME_FAILED = 10  # failed deliveries listed on an admin's App Home
 HOME_CHATFLOWS = 15
 OPEN_CHATS_READ = 2000  # the newest open chats of a workspace that the App Home looks at
 
@@ -61,6 +63,8 @@ class AdminOverview:
     routed_total: int  # people on some route, available or not
     missed: tuple[ChatSummary, ...]
     missed_total: int
+    failed: tuple[FailedDelivery, ...] = ()
+    failed_total: int = 0
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,11 @@ class Overview:
             members = await _members(session, team_id) if admin else {}
             routed = {u for c in chatflows for u in _route(c, members)} if admin else set()
             reps = await _reps(session, team_id, routed) if admin else {}
+            failed, failed_total = (
+                await failed_deliveries(session, team_id=team_id, limit=HOME_FAILED)
+                if admin
+                else ([], 0)
+            )
 
         def summary(conversation: Conversation, state: str) -> ChatSummary:
             # A link the viewer can open: their own DM thread, or the chatflow's channel thread.
@@ -210,6 +219,8 @@ class Overview:
                 routed_total=len(routed),
                 missed=tuple(everyone_missed[:HOME_CHATS]),
                 missed_total=len(everyone_missed),
+                failed=tuple(failed),
+                failed_total=failed_total,
             )
         return HomeOverview(
             user_id=user_id,

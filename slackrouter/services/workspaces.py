@@ -73,4 +73,3 @@ class Workspaces:
             )
         else:
             log.warning("bot token revoked team=%s: it installs the app again to resume", team_id)
-

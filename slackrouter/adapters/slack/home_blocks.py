@@ -102,6 +102,17 @@ def _admin(admin: AdminOverview) -> Blocks:
             blocks.append(context(esc(chat.explanation)))
     if admin.missed_total > len(admin.missed):
         blocks.append(context(f"and {admin.missed_total - len(admin.missed)} more, older"))
+    if admin.failed_total:
+        blocks.append(section(f"*Deliveries that failed* ({admin.failed_total})"))
+        for failed in admin.failed:
+            blocks.append(
+                section(
+                    f"Could not {failed.what}: `{esc(failed.error[:300])}`",
+                    accessory=button("Retry", "delivery_retry", value=str(failed.item_id)),
+                )
+            )
+        if admin.failed_total > len(admin.failed):
+            blocks.append(context(f"and {admin.failed_total - len(admin.failed)} more, older"))
     return blocks
 
 

@@ -50,6 +50,18 @@ def _list_view(body: dict[str, Any]) -> tuple[str | None, int]:
 def register(app: AsyncApp, *, surfaces: Surfaces) -> None:
     slack, admins = surfaces.slack, surfaces.admins
 
+    @app.action("delivery_retry")
+    async def retry_delivery(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        team_id, user_id = who(body)
+        value = _value(body)
+        async with told_if_declined(slack, body):
+            if value.isdigit():
+                await surfaces.chats.retry_delivery(
+                    team_id=team_id, user_id=user_id, item_id=int(value)
+                )
+            await surfaces.home.publish(team_id=team_id, user_id=user_id)
+
     @app.action("chatflows_open")
     async def open_chatflows(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
