@@ -215,6 +215,7 @@ def configure_logging(level: str, stream: IO[str] | None = None) -> logging.Hand
     root.setLevel(level)
     # Chatter at INFO; slack_sdk logs request bodies at DEBUG, which only DEBUG shows.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # a dozen plugin lines per start
     logging.getLogger("httpx").setLevel(logging.WARNING)  # URLs may carry secrets
     for name in ("slack_sdk", "slack_bolt"):
         logging.getLogger(name).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
