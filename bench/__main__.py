@@ -55,13 +55,23 @@ INGEST_REPS = reps(40, "ING")
 REPLICA_REPS = reps(12, "REP")
 
 
+class _Skip(Exception):
+    """None of this group's figures was asked for."""
+
+
 class Results:
     """The cells of the table, filled in as figures are measured."""
 
-    def __init__(self) -> None:
+    def __init__(self, only: frozenset[str] | None = None) -> None:
         self.cells: dict[tuple[str, str], Cell] = {}
+        self.only = only
+
+    def wanted(self, *keys: str) -> bool:
+        return self.only is None or bool(self.only.intersection(keys))
 
     async def measure(self, key: str, kind: str, measure: Callable[[], Awaitable[Cell]]) -> None:
+        if not self.wanted(key) and key != "calls":
+            return
         started = time.monotonic()
         print(f"  {DATABASES.get(kind, kind)}: {key} ...", end="", file=sys.stderr, flush=True)
         try:
@@ -98,6 +108,8 @@ async def main_stack(kind: str, sizes: Sizes, workdir: Path, results: Results) -
             app = App("app", workdir, settings)
             await app.start()
             try:
+                if not results.wanted("calls", "relay", "limits"):
+                    raise _Skip
                 await database.until_available(CHAT_REPS + limit_reps + REPLICA_REPS)
                 chats: list[figures.Chat] = []
 
@@ -118,21 +130,24 @@ async def main_stack(kind: str, sizes: Sizes, workdir: Path, results: Results) -
                     kind,
                     lambda: figures.rate_limited(http, sizes, slack, database, app, limits_flow),
                 )
+            except _Skip:
+                pass
             finally:
                 app.stop()
 
-            app = App("app-streams", workdir, settings)
-            await app.start()
-            try:
-                await results.measure(
-                    "streams",
-                    kind,
-                    lambda: figures.open_streams(workdir, sizes, database, app, idle_flow),
-                )
-            finally:
-                app.stop()
+            if results.wanted("streams"):
+                app = App("app-streams", workdir, settings)
+                await app.start()
+                try:
+                    await results.measure(
+                        "streams",
+                        kind,
+                        lambda: figures.open_streams(workdir, sizes, database, app, idle_flow),
+                    )
+                finally:
+                    app.stop()
 
-            if kind == "postgresql":
+            if kind == "postgresql" and results.wanted("replicas"):
                 first = App("replica-1", workdir, settings)
                 second = App("replica-2", workdir, settings)
                 await first.start()
@@ -253,15 +268,29 @@ async def run(args: argparse.Namespace, workdir: Path) -> int:
     if unknown:
         print(f"bench: unknown database {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
-    results = Results()
+    only = frozenset(k.strip() for k in args.only.split(",") if k.strip()) if args.only else None
+    if only is not None and only - {key for key, _, _ in ROWS}:
+        print(
+            f"bench: unknown figure {', '.join(sorted(only - {k for k, _, _ in ROWS}))}",
+            file=sys.stderr,
+        )
+        return 2
+    results = Results(only)
     started, load_before = time.monotonic(), load_average()
     print(f"bench: logs and databases in {workdir}", file=sys.stderr)
-    await routing(sizes, results)
+    if results.wanted("routing"):
+        await routing(sizes, results)
     for kind in kinds:
         if kind == "postgresql" and not await postgres_available():
             results.skip(tuple(key for key, _, _ in ROWS), kind, "skipped: no PostgreSQL")
             continue
         for stack, name in ((main_stack, "main"), (ingest_stack, "ingest")):
+            if name == "ingest" and not results.wanted("ingest", "latency"):
+                continue
+            if name == "main" and not results.wanted(
+                "calls", "relay", "limits", "streams", "replicas"
+            ):
+                continue
             here = workdir / kind / name
             here.mkdir(parents=True, exist_ok=True)
             await stack(kind, sizes, here, results)
@@ -283,6 +312,10 @@ def main() -> None:
         "--databases",
         default="sqlite,postgresql",
         help="comma-separated: sqlite, postgresql (default: both, in that order)",
+    )
+    parser.add_argument(
+        "--only",
+        help="comma-separated figures to measure (" + ", ".join(k for k, _, _ in ROWS) + ")",
     )
     parser.add_argument("--workdir", help="keep logs and databases here (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir's logs")

@@ -3,26 +3,35 @@
 Accepting a message means it is committed together with the outbox rows that will post it and
 the timers that follow it up, so a crash after the answer loses nothing; the delivery worker
 makes the Slack calls.
+
+Messages are written in batches (group commit): those that arrive while one batch is being
+written go together in the next, in one transaction of a few multi-row statements. A quiet site
+writes batches of one; a busy one pays a few round trips per batch instead of per message.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import uuid
-from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from slackrouter.adapters.db import repository as repo
-from slackrouter.adapters.db.models import Chatflow, Conversation, Message, Rep, SlackThread
+from slackrouter.adapters.db.models import (
+    Chatflow,
+    Conversation,
+    Message,
+    Rep,
+    SlackThread,
+    Timer,
+)
 from slackrouter.clock import Clock
 from slackrouter.observability import VISITOR_MESSAGES, bind_log_context, chat_started
 from slackrouter.routing import Outcome
@@ -31,6 +40,9 @@ from slackrouter.services.notifier import FeedNotifier
 from slackrouter.services.router import Routed, Router
 
 log = logging.getLogger(__name__)
+
+# At most this many messages in one transaction.
+BATCH_LIMIT = 64
 
 
 class UnknownChatflow(LookupError):
@@ -70,17 +82,10 @@ def agent(rep: Rep) -> Agent:
     return Agent(user_id=rep.user_id, name=rep.name or "A teammate", avatar_url=rep.avatar_url)
 
 
-async def open_threads(
-    session: AsyncSession,
-    chatflow: Chatflow,
-    conversation: Conversation,
-    notify: tuple[str, ...],
-    *,
-    message_id: int,
-    now: datetime,
+def new_threads(
+    chatflow: Chatflow, conversation: Conversation, notify: tuple[str, ...], now: datetime
 ) -> list[SlackThread]:
-    """Create the Slack places a chat goes to (each rep's DM, or the chatflow's channel) and
-    queue their parent posts; returns the new threads."""
+    """The Slack places a chat goes to: each rep's DM, or the chatflow's channel."""
     if chatflow.channel_id:
         threads = [SlackThread(channel_id=chatflow.channel_id, rep_user_id=None)]
     else:
@@ -91,7 +96,22 @@ async def open_threads(
             conversation.id,
             now,
         )
-        session.add(thread)
+    return threads
+
+
+async def open_threads(
+    session: AsyncSession,
+    chatflow: Chatflow,
+    conversation: Conversation,
+    notify: tuple[str, ...],
+    *,
+    message_id: int,
+    now: datetime,
+) -> list[SlackThread]:
+    """Create the Slack places a chat goes to and queue their parent posts; returns the new
+    threads."""
+    threads = new_threads(chatflow, conversation, notify, now)
+    session.add_all(threads)
     await session.flush()
     for thread in threads:
         repo.add_outbox(
@@ -105,6 +125,38 @@ async def open_threads(
             payload={"mention": list(notify)} if chatflow.channel_id else None,
         )
     return threads
+
+
+@dataclass
+class _Request:
+    public_key: str
+    message: VisitorMessageIn
+    identity_verified: bool
+    answer: asyncio.Future[VisitorMessageResult]
+
+
+@dataclass
+class _Planned:
+    """One message of a batch as it will be answered, once the batch's rows have ids."""
+
+    conversation: Conversation
+    message: Message
+    duplicate: bool
+    reps: dict[str, Rep] | None = None  # the routing's reps, for a conversation it started
+
+
+@dataclass
+class _Batch:
+    """What a batch adds besides its rows: the posts to queue once rows have ids, the
+    conversations whose offline email waits for the visitor again, and the answers."""
+
+    now: datetime
+    posts: list[tuple[str, SlackThread, Message, Conversation, dict[str, object] | None]] = field(
+        default_factory=list
+    )
+    stored: list[Message] = field(default_factory=list)
+    postponed: set[str] = field(default_factory=set)
+    answers: list[_Planned | UnknownChatflow] = field(default_factory=list)
 
 
 class VisitorMessages:
@@ -124,91 +176,197 @@ class VisitorMessages:
         self._clock = clock
         self._debounce = timedelta(seconds=email_debounce)
         self._on_outbox = on_outbox
-        # SQLite serialises writers but not a read-decide-write sequence; PostgreSQL locks the
-        # chatflow row instead, which also holds across replicas.
-        self._local_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._queue: list[_Request] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def receive(
         self, *, public_key: str, message: VisitorMessageIn, identity_verified: bool
     ) -> VisitorMessageResult:
         """Store the message (once per client message id) and queue its delivery."""
+        answer: asyncio.Future[VisitorMessageResult] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Request(public_key, message, identity_verified, answer))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_queued())
+        return await answer
+
+    async def _write_queued(self) -> None:
+        """One writer per process: SQLite has one writer anyway, and round robin must see
+        each assignment before the next; replicas on PostgreSQL lock the chatflow rows."""
+        while self._queue:
+            batch = self._queue[:BATCH_LIMIT]
+            del self._queue[:BATCH_LIMIT]
+            try:
+                await self._write(batch)
+            except Exception as exc:  # never leave a visitor's request waiting
+                log.exception("storing visitor messages failed")
+                for request in batch:
+                    if not request.answer.done():
+                        request.answer.set_exception(exc)
+
+    async def _write(self, batch: list[_Request]) -> None:
+        try:
+            answers = await self._store_with_retries(batch)
+        except Exception:
+            if len(batch) == 1:
+                raise
+            # One bad message must not fail the others: each goes on its own.
+            for request in batch:
+                try:
+                    await self._write([request])
+                except Exception as exc:
+                    if not request.answer.done():
+                        request.answer.set_exception(exc)
+            return
+        stored = False
+        for request, answer in zip(batch, answers, strict=True):
+            if isinstance(answer, UnknownChatflow):
+                if not request.answer.done():
+                    request.answer.set_exception(answer)
+                continue
+            if not answer.duplicate:
+                stored = True
+                VISITOR_MESSAGES.inc()
+                self._notifier.notify(answer.conversation_id)
+            if not request.answer.done():
+                request.answer.set_result(answer)
+        if stored:
+            self._on_outbox()
+
+    async def _store_with_retries(
+        self, batch: list[_Request]
+    ) -> list[VisitorMessageResult | UnknownChatflow]:
         for attempt in range(3):
             try:
-                lock = self._local_locks[public_key] if self._sqlite else contextlib.nullcontext()
-                async with lock:
-                    result = await self._receive_once(public_key, message, identity_verified)
+                return await self._store(batch)
             except IntegrityError:
-                # Another request stored this very message first: read again, and answer as it.
+                # Another replica stored one of these first: read again, and answer as it.
                 if attempt == 2:
                     raise
-                continue
-            if not result.duplicate:
-                VISITOR_MESSAGES.inc()
-                self._notifier.notify(result.conversation_id)
-                self._on_outbox()
-            return result
         raise AssertionError("unreachable")
 
-    @property
-    def _sqlite(self) -> bool:
-        return self._sessions.kw["bind"].dialect.name == "sqlite"
-
-    async def _receive_once(
-        self, public_key: str, message: VisitorMessageIn, identity_verified: bool
-    ) -> VisitorMessageResult:
-        now = self._clock()
+    async def _store(self, batch: list[_Request]) -> list[VisitorMessageResult | UnknownChatflow]:
+        work = _Batch(now=self._clock())
         async with self._sessions() as session, session.begin():
-            chatflow = await repo.chatflow_by_key(session, public_key)
-            if chatflow is None:
-                raise UnknownChatflow(public_key)
-            bind_log_context(team=chatflow.team_id, conversation=None)
-            existing = await repo.visitor_message(
-                session, chatflow.id, message.visitor_id, message.client_message_id
+            chatflows = {
+                chatflow.public_key: chatflow
+                for chatflow in await session.scalars(
+                    select(Chatflow).where(Chatflow.public_key.in_({r.public_key for r in batch}))
+                )
+            }
+            known = [r for r in batch if r.public_key in chatflows]
+            keys = [_key(chatflows[r.public_key], r.message) for r in known]
+            existing = await repo.visitor_messages_by_key(session, keys)
+            conversations = await self._open_conversations(session, chatflows, known, existing)
+            earlier = await self._conversations_of(session, existing.values())
+            threads = await repo.threads_by_conversation(
+                session, [c.id for c in conversations.values()]
             )
-            if existing is not None:
-                conversation = await session.get_one(Conversation, existing.conversation_id)
-                return await self._result(session, chatflow, conversation, existing, True)
+            in_batch: dict[tuple[str, str, str], Message] = {}
+            # Every row is written by the flushes below, not statement by statement.
+            with session.no_autoflush:
+                for request in batch:
+                    chatflow = chatflows.get(request.public_key)
+                    if chatflow is None:
+                        work.answers.append(UnknownChatflow(request.public_key))
+                        continue
+                    key = _key(chatflow, request.message)
+                    seen = existing.get(key) or in_batch.get(key)
+                    if seen is not None:
+                        conversation = earlier.get(seen.conversation_id) or next(
+                            p.conversation
+                            for p in work.answers
+                            if isinstance(p, _Planned) and p.message is seen
+                        )
+                        work.answers.append(_Planned(conversation, seen, duplicate=True))
+                        continue
+                    stored = self._message(chatflow, request.message, work.now)
+                    in_batch[key] = stored
+                    conversation = conversations.get(key[:2])
+                    if conversation is None:
+                        conversation, reps = await self._start(
+                            session, chatflow, request, stored, work
+                        )
+                        conversations[key[:2]] = conversation
+                        threads[conversation.id] = [
+                            post[1] for post in work.posts if post[3] is conversation
+                        ]
+                        work.answers.append(_Planned(conversation, stored, False, reps))
+                    else:
+                        self._continue(
+                            session, conversation, request.message, stored, threads, work
+                        )
+                        work.answers.append(_Planned(conversation, stored, False))
+            await session.flush()  # conversations, messages, threads, timers
+            self._queue_rows(session, work)
+            await self._postpone_emails(session, work)
+            reps = await self._offered_reps(session, work.answers)
+        return [
+            answer if isinstance(answer, UnknownChatflow) else _result(answer, reps)
+            for answer in work.answers
+        ]
 
-            conversation = await repo.open_conversation(session, chatflow.id, message.visitor_id)
-            if conversation is None and not self._sqlite:
-                await session.execute(
-                    select(Chatflow.id).where(Chatflow.id == chatflow.id).with_for_update()
-                )
-                conversation = await repo.open_conversation(
-                    session, chatflow.id, message.visitor_id
-                )
-            stored = Message(
-                team_id=chatflow.team_id,
-                author="visitor",
-                text=message.text,
-                chatflow_id=chatflow.id,
-                visitor_id=message.visitor_id,
-                client_message_id=message.client_message_id,
-                created_at=now,
+    async def _open_conversations(
+        self,
+        session: AsyncSession,
+        chatflows: dict[str, Chatflow],
+        known: list[_Request],
+        existing: dict[tuple[str, str, str], Message],
+    ) -> dict[tuple[str, str], Conversation]:
+        pairs = {_key(chatflows[r.public_key], r.message)[:2] for r in known}
+        found = await repo.open_conversations(session, pairs)
+        starting = {
+            pair[0] for pair in pairs - found.keys() if not any(key[:2] == pair for key in existing)
+        }
+        if starting and session.bind.dialect.name != "sqlite":
+            # New conversations on PostgreSQL: lock their chatflows so that replicas route one
+            # at a time (round robin), then look again for a conversation one just opened.
+            await session.execute(
+                select(Chatflow.id)
+                .where(Chatflow.id.in_(sorted(starting)))
+                .order_by(Chatflow.id)
+                .with_for_update()
             )
-            if conversation is None:
-                conversation = await self._start(
-                    session, chatflow, message, stored, identity_verified, now
-                )
-            else:
-                await self._continue(session, chatflow, conversation, message, stored, now)
-            return await self._result(session, chatflow, conversation, stored, False)
+            found = await repo.open_conversations(session, pairs)
+        return found
+
+    @staticmethod
+    async def _conversations_of(
+        session: AsyncSession, messages: Iterable[Message]
+    ) -> dict[str, Conversation]:
+        ids = {m.conversation_id for m in messages}
+        if not ids:
+            return {}
+        rows = await session.scalars(select(Conversation).where(Conversation.id.in_(ids)))
+        return {c.id: c for c in rows}
+
+    @staticmethod
+    def _message(chatflow: Chatflow, message: VisitorMessageIn, now: datetime) -> Message:
+        return Message(
+            team_id=chatflow.team_id,
+            author="visitor",
+            text=message.text,
+            chatflow_id=chatflow.id,
+            visitor_id=message.visitor_id,
+            client_message_id=message.client_message_id,
+            created_at=now,
+        )
 
     async def _start(
         self,
         session: AsyncSession,
         chatflow: Chatflow,
-        message: VisitorMessageIn,
+        request: _Request,
         stored: Message,
-        identity_verified: bool,
-        now: datetime,
-    ) -> Conversation:
+        work: _Batch,
+    ) -> tuple[Conversation, dict[str, Rep]]:
         """Route a new conversation, open its Slack threads, and arm its timers."""
+        message, now = request.message, work.now
+        bind_log_context(team=chatflow.team_id, conversation=None)
         routed = await self._router.route(
             session,
             chatflow,
             visitor_id=message.visitor_id,
-            verified_email=message.email if identity_verified else None,
+            verified_email=message.email if request.identity_verified else None,
             now=now,
         )
         decision = routed.decision
@@ -219,7 +377,7 @@ class VisitorMessages:
             visitor_id=message.visitor_id,
             visitor_name=message.name or (routed.contact.name if routed.contact else None),
             visitor_email=message.email,
-            identity_verified=identity_verified,
+            identity_verified=request.identity_verified,
             page_url=message.page_url,
             token=secrets.token_urlsafe(32),
             routing_outcome=decision.outcome.value,
@@ -227,102 +385,159 @@ class VisitorMessages:
             contact_id=routed.contact.id if routed.contact else None,
             offered=list(decision.notify),
             missed=decision.missed,
+            status="open",
             created_at=now,
         )
         session.add(conversation)
-        await session.flush()
         bind_log_context(team=chatflow.team_id, conversation=conversation.id)
         chat_started(decision.outcome.value)
         stored.conversation_id = conversation.id
         session.add(stored)
-        await session.flush()
-        repo.add_feed(session, stored, "message", now)
+        work.stored.append(stored)
         if decision.outcome is Outcome.ROUTED:
             mark_assigned(routed, decision.notify, now)
-            await open_threads(
-                session, chatflow, conversation, decision.notify, message_id=stored.id, now=now
-            )
-            await followups.schedule(
+            self._open_threads(session, chatflow, conversation, decision.notify, stored, work)
+            _add_timer(
                 session,
                 conversation,
                 followups.ESCALATION,
                 now + timedelta(seconds=chatflow.escalation_seconds),
                 now,
             )
-        else:
-            await self._offline(session, chatflow, conversation, routed, stored, now)
-        return conversation
+        elif decision.email_to:
+            # Nobody can take it: email it once the visitor has stopped writing.
+            _add_timer(session, conversation, followups.OFFLINE_EMAIL, now + self._debounce, now)
+        elif chatflow.channel_id:
+            # Kept as missed, and shown in the chatflow's channel.
+            self._open_threads(session, chatflow, conversation, (), stored, work)
+        return conversation, routed.reps
 
-    async def _offline(
-        self,
+    @staticmethod
+    def _open_threads(
         session: AsyncSession,
         chatflow: Chatflow,
         conversation: Conversation,
-        routed: Routed,
+        notify: tuple[str, ...],
         stored: Message,
-        now: datetime,
+        work: _Batch,
     ) -> None:
-        """Nobody can take it: email it (debounced), or keep it as missed (and post it in the
-        chatflow's channel, where it has one)."""
-        if routed.decision.email_to:
-            await followups.schedule(
-                session, conversation, followups.OFFLINE_EMAIL, now + self._debounce, now
-            )
-        elif chatflow.channel_id:
-            await open_threads(session, chatflow, conversation, (), message_id=stored.id, now=now)
+        payload: dict[str, object] | None = (
+            {"mention": list(notify)} if chatflow.channel_id else None
+        )
+        for thread in new_threads(chatflow, conversation, notify, work.now):
+            session.add(thread)
+            work.posts.append(("post_parent", thread, stored, conversation, payload))
 
-    async def _continue(
-        self,
+    @staticmethod
+    def _continue(
         session: AsyncSession,
-        chatflow: Chatflow,
         conversation: Conversation,
         message: VisitorMessageIn,
         stored: Message,
-        now: datetime,
+        threads: dict[str, list[SlackThread]],
+        work: _Batch,
     ) -> None:
         """A later message: into the same threads; the offline email waits for the visitor."""
-        bind_log_context(team=chatflow.team_id, conversation=conversation.id)
         conversation.visitor_name = conversation.visitor_name or message.name
         conversation.visitor_email = conversation.visitor_email or message.email
         stored.conversation_id = conversation.id
         session.add(stored)
-        await session.flush()
-        repo.add_feed(session, stored, "message", now)
-        for thread in await repo.threads_of(session, conversation.id):
+        work.stored.append(stored)
+        for thread in threads.get(conversation.id, []):
+            work.posts.append(("post_reply", thread, stored, conversation, None))
+        work.postponed.add(conversation.id)
+
+    @staticmethod
+    def _queue_rows(session: AsyncSession, work: _Batch) -> None:
+        """The feed entries and the outbox rows, now that messages and threads have ids."""
+        for stored in work.stored:
+            repo.add_feed(session, stored, "message", work.now)
+        for kind, thread, stored, conversation, payload in work.posts:
             repo.add_outbox(
                 session,
-                team_id=chatflow.team_id,
-                kind="post_reply",
+                team_id=conversation.team_id,
+                kind=kind,
                 conversation_id=conversation.id,
                 thread_id=thread.id,
                 message_id=stored.id,
-                now=now,
+                now=work.now,
+                payload=payload,
             )
-        await followups.postpone(
-            session, conversation.id, followups.OFFLINE_EMAIL, self._debounce, now
+
+    async def _postpone_emails(self, session: AsyncSession, work: _Batch) -> None:
+        if not work.postponed:
+            return
+        await session.execute(
+            update(Timer)
+            .where(
+                Timer.conversation_id.in_(sorted(work.postponed)),
+                Timer.kind == followups.OFFLINE_EMAIL,
+                Timer.status == "pending",
+            )
+            .values(due_at=work.now + self._debounce)
         )
 
-    async def _result(
-        self,
-        session: AsyncSession,
-        chatflow: Chatflow,
-        conversation: Conversation,
-        message: Message,
-        duplicate: bool,
-    ) -> VisitorMessageResult:
-        routed = conversation.routing_outcome == Outcome.ROUTED.value
-        notified = list(conversation.offered) if routed else []
-        reps = await repo.reps_by_id(session, conversation.team_id, notified)
-        return VisitorMessageResult(
+    @staticmethod
+    async def _offered_reps(
+        session: AsyncSession, answers: list[_Planned | UnknownChatflow]
+    ) -> dict[tuple[str, str], Rep]:
+        """The reps each answer names, read once for the batch (a conversation started in it
+        has its routing's reps at hand)."""
+        reps: dict[tuple[str, str], Rep] = {}
+        wanted: dict[str, set[str]] = {}
+        for answer in answers:
+            if isinstance(answer, UnknownChatflow):
+                continue
+            if answer.reps is not None:
+                reps.update(((r.team_id, r.user_id), r) for r in answer.reps.values())
+            elif answer.conversation.routing_outcome == Outcome.ROUTED.value:
+                wanted.setdefault(answer.conversation.team_id, set()).update(
+                    answer.conversation.offered
+                )
+        for team_id, user_ids in wanted.items():
+            missing = [u for u in user_ids if (team_id, u) not in reps]
+            for rep in (await repo.reps_by_id(session, team_id, missing)).values():
+                reps[rep.team_id, rep.user_id] = rep
+        return reps
+
+
+def _key(chatflow: Chatflow, message: VisitorMessageIn) -> tuple[str, str, str]:
+    return (chatflow.id, message.visitor_id, message.client_message_id)
+
+
+def _add_timer(
+    session: AsyncSession, conversation: Conversation, kind: str, due_at: datetime, now: datetime
+) -> None:
+    """A new conversation's timer (it has none yet, so nothing to look up)."""
+    session.add(
+        Timer(
+            team_id=conversation.team_id,
+            kind=kind,
             conversation_id=conversation.id,
-            conversation_token=conversation.token,
-            message_id=message.id,
-            status=conversation.routing_outcome,
-            agents=tuple(agent(reps[u]) for u in notified if u in reps),
-            away_message=None if routed else conversation.routing.get("away_message"),
-            identity_verified=conversation.identity_verified,
-            duplicate=duplicate,
+            due_at=due_at,
+            created_at=now,
         )
+    )
+
+
+def _result(planned: _Planned, reps: dict[tuple[str, str], Rep]) -> VisitorMessageResult:
+    conversation = planned.conversation
+    routed = conversation.routing_outcome == Outcome.ROUTED.value
+    notified = list(conversation.offered) if routed else []
+    return VisitorMessageResult(
+        conversation_id=conversation.id,
+        conversation_token=conversation.token,
+        message_id=planned.message.id,
+        status=conversation.routing_outcome,
+        agents=tuple(
+            agent(reps[conversation.team_id, u])
+            for u in notified
+            if (conversation.team_id, u) in reps
+        ),
+        away_message=None if routed else conversation.routing.get("away_message"),
+        identity_verified=conversation.identity_verified,
+        duplicate=planned.duplicate,
+    )
 
 
 def routing_record(routed: Routed) -> dict[str, object]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from typing import Any
 
 from slackrouter.sandbox.fake_slack import pings_in
 from tests.scenario.conftest import ALICE, BOB, CAROL, eventually
@@ -169,3 +170,44 @@ async def test_the_routing_explanation_shows_in_the_parent_messages_context_line
     assert pings_in(parent["params"]) == []
     # Kept for the admins' views as well.
     assert (await routing.conversation(accepted)).routing["explanation"] == expected
+
+
+async def test_a_burst_of_messages_is_stored_exactly_as_one_at_a_time(
+    routing_each_db: Routing,
+) -> None:
+    """Messages arriving together are written together: each still gets its own answer, a
+    visitor's two messages sent at once share one conversation (in the order sent), a retried
+    message is answered as the one stored, and a wrong chatflow key fails alone."""
+    routing = routing_each_db
+    await routing.configure(route_users=[ALICE, BOB, CAROL], assignment="round_robin")
+
+    async def say(visitor: str, client_id: str, text: str, key: str | None = None) -> Any:
+        return await routing.http.post(
+            f"/v1/chatflows/{key or routing.public_key}/messages",
+            json={"visitor_id": visitor, "client_message_id": client_id, "text": text},
+        )
+
+    burst = [say(f"v{n}", "m1", f"Hello from v{n}") for n in range(9)]
+    burst += [say("twice", "m1", "First"), say("twice", "m2", "Second")]
+    burst += [say("v0", "m1", "Hello from v0"), say("v1", "m1", "Hello from v1")]
+    burst += [say("lost", "m1", "Anyone?", key="no-such-chatflow")]
+    answers = await asyncio.gather(*burst)
+
+    *firsts, first, second, retry0, retry1, unknown = answers
+    assert [a.status_code for a in firsts] == [201] * 9
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert first.json()["conversation_id"] == second.json()["conversation_id"]
+    assert {retry0.status_code, retry1.status_code} <= {200, 201}
+    for original, retry in ((firsts[0], retry0), (firsts[1], retry1)):
+        assert retry.json()["conversation_id"] == original.json()["conversation_id"]
+        assert retry.json()["message_id"] == original.json()["message_id"]
+    # Exactly one of a message and its retry is the stored one, the other the duplicate.
+    assert sorted(a.json()["duplicate"] for a in (firsts[0], retry0)) == [False, True]
+    assert unknown.status_code == 404
+
+    # Round robin over the ten new conversations (nine visitors and "twice").
+    names = [a.json()["agents"][0]["name"] for a in [*firsts, first]]
+    assert sorted(Counter(names).values()) == [3, 3, 4], names
+    feed = await routing.feed(first.json())
+    assert [m["text"] for m in feed] == ["First", "Second"]
+    await eventually(lambda: sum(routing.dm_parents().values()) == 10)

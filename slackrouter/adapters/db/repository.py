@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slackrouter.adapters.db.models import (
@@ -42,28 +42,51 @@ async def ensure_reps(session: AsyncSession, team_id: str, user_ids: Iterable[st
         session.add(Rep(team_id=team_id, user_id=user_id))
 
 
-async def open_conversation(
-    session: AsyncSession, chatflow_id: str, visitor_id: str
-) -> Conversation | None:
-    return await session.scalar(
+async def visitor_messages_by_key(
+    session: AsyncSession, keys: Iterable[tuple[str, str, str]]
+) -> dict[tuple[str, str, str], Message]:
+    """Stored visitor messages by (chatflow id, visitor id, client message id)."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    rows = await session.scalars(
+        select(Message).where(
+            tuple_(Message.chatflow_id, Message.visitor_id, Message.client_message_id).in_(wanted)
+        )
+    )
+    return {(m.chatflow_id, m.visitor_id, m.client_message_id): m for m in rows}  # type: ignore[misc]
+
+
+async def open_conversations(
+    session: AsyncSession, pairs: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], Conversation]:
+    """The open conversation of each (chatflow id, visitor id) that has one."""
+    wanted = sorted(set(pairs))
+    if not wanted:
+        return {}
+    rows = await session.scalars(
         select(Conversation).where(
-            Conversation.chatflow_id == chatflow_id,
-            Conversation.visitor_id == visitor_id,
+            tuple_(Conversation.chatflow_id, Conversation.visitor_id).in_(wanted),
             Conversation.status == "open",
         )
     )
+    return {(c.chatflow_id, c.visitor_id): c for c in rows}
 
 
-async def visitor_message(
-    session: AsyncSession, chatflow_id: str, visitor_id: str, client_message_id: str
-) -> Message | None:
-    return await session.scalar(
-        select(Message).where(
-            Message.chatflow_id == chatflow_id,
-            Message.visitor_id == visitor_id,
-            Message.client_message_id == client_message_id,
-        )
+async def threads_by_conversation(
+    session: AsyncSession, conversation_ids: Iterable[str]
+) -> dict[str, list[SlackThread]]:
+    """The Slack threads of each conversation, oldest first."""
+    wanted = sorted(set(conversation_ids))
+    found: dict[str, list[SlackThread]] = {cid: [] for cid in wanted}
+    if not wanted:
+        return found
+    rows = await session.scalars(
+        select(SlackThread).where(SlackThread.conversation_id.in_(wanted)).order_by(SlackThread.id)
     )
+    for thread in rows:
+        found[thread.conversation_id].append(thread)
+    return found
 
 
 async def threads_of(session: AsyncSession, conversation_id: str) -> list[SlackThread]:
