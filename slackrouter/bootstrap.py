@@ -144,6 +144,7 @@ class Runtime:
         self._tasks.clear()
         if self._bridge is not None:
             await self._bridge.stop()
+        await self.slack.aclose()
         await self.engine.dispose()
 
 

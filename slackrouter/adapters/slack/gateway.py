@@ -172,6 +172,12 @@ class SlackGateway:
             return [await self.team_id()]
         return await self.tokens.team_ids()
 
+    async def aclose(self) -> None:
+        """Close the clients' kept HTTP sessions (at shutdown)."""
+        for client in (self._client, *(g.client for g in self._teams.values())):
+            if isinstance(client, MeteredWebClient):
+                await client.aclose()
+
     def forget(self, team_id: str) -> None:
         """The workspace uninstalled the app or revoked its token: drop what is kept for it."""
         self._teams.pop(team_id, None)
