@@ -169,7 +169,7 @@ def build(settings: Settings, *, clock: Clock = utcnow, db_schema: str | None = 
     client, slack = connection.client, connection.gateway
     notifier = FeedNotifier()
     mailer = create_mailer(settings)
-    poster = SlackPoster(slack, ChannelPacer())
+    poster = SlackPoster(slack, ChannelPacer(), clock=clock)
     delivery = DeliveryWorker(
         sessions,
         {

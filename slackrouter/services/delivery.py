@@ -1,7 +1,13 @@
 """Deliver the outbox: each row is work owed to the outside world (a Slack post, an email, a
 webhook call), written in the transaction that caused it. Workers claim due rows (SKIP LOCKED on
-PostgreSQL, so several replicas share them), keep each thread's order, retry with backoff and
-jitter, honour pacing and Retry-After without spending attempts, and mark a row failed at last.
+PostgreSQL, so several replicas share them), keep each thread's order while delivering different
+threads at once, retry with backoff and jitter, honour pacing and Retry-After without spending
+attempts, and mark a row failed at last.
+
+A call that cannot be taken back (a Slack post) is leased first (`lease`): committed before the
+call, the row says that the call may have been made and keeps every worker away until the call
+has surely ended. A process that dies during the call leaves the lease behind; once it has run
+out, whoever takes the item finds out what the call did before making it again.
 """
 
 from __future__ import annotations
@@ -11,11 +17,13 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import func, select
+from sqlalchemy import Row, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from slackrouter.adapters.db.models import OutboxItem
 from slackrouter.adapters.mail import MailError
@@ -31,6 +39,15 @@ from slackrouter.observability import (
 log = logging.getLogger(__name__)
 
 BATCH = 100
+# Lanes (a thread's items, in order) delivered at once: one channel's wait or a slow call does not
+# hold up the others.
+CONCURRENCY = 8
+# A leased call is given up (as uncertain) after this long: slack_sdk's client gives a request
+# 30 s, and then sends it again once if the connection dropped.
+CALL_TIMEOUT = 30.0
+# How long a leased item is kept from every worker: longer than its call may take, so that
+# nobody looks for what the call did while it may still be doing it.
+LEASE = timedelta(seconds=45)
 # A website that is down is tried for this long before its webhook is marked failed.
 WEBHOOK_DEADLINE = timedelta(days=1)
 
@@ -58,6 +75,24 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=random.uniform(0.5, min(600.0, 2.0**attempts)))
 
 
+async def lease(session: AsyncSession, item: OutboxItem, now: datetime) -> None:
+    """Commit, before a call that cannot be taken back, that it may have been made: `result`
+    says so (the next attempt looks before calling again) and no worker takes the item for
+    `LEASE`. This commits the performer's session: its reads come before, its writes after."""
+    item.result = {"uncertain": True}
+    item.next_attempt_at = now + LEASE
+    await session.commit()
+
+
+def _stop_if_cancelled() -> None:
+    """Stop a task asked to stop whose cancellation came back as another error: SQLAlchemy
+    turns one that lands in a query into a PendingRollbackError, which a worker catching
+    errors to carry on would otherwise take for a failed round, and never stop."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def _retry_after(exc: SlackApiError) -> float:
     headers = exc.response.headers if exc.response is not None else {}
     value = headers.get("Retry-After") or headers.get("retry-after") if headers else None
@@ -82,6 +117,7 @@ class DeliveryWorker:
         self._max_attempts = max_attempts
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._round_due = clock()  # the last round took the items due by then
 
     def wake(self) -> None:
         self._wake.set()
@@ -92,10 +128,12 @@ class DeliveryWorker:
             try:
                 await self.run_once()
             except Exception:
+                _stop_if_cancelled()
                 log.exception("delivery round failed")
             try:
                 idle = await self._idle(poll_interval)
             except Exception:
+                _stop_if_cancelled()
                 log.exception("could not read when the next delivery is due")
                 idle = poll_interval
             try:
@@ -106,72 +144,139 @@ class DeliveryWorker:
 
     async def _idle(self, poll_interval: float) -> float:
         """How long to sleep: until the next item falls due (a paced post, a retry), at most
-        `poll_interval` (other replicas add rows too). Items already due but waiting for an
-        earlier one go in the round that delivers the earlier one."""
-        now = self._clock()
+        `poll_interval` (other replicas add rows too); not at all when one fell due during the
+        last round. Items due before it and still pending wait for an earlier one: they go in
+        the round that delivers the earlier one."""
         async with self._sessions() as session:
             due = await session.scalar(
                 select(func.min(OutboxItem.next_attempt_at)).where(
-                    OutboxItem.status == "pending", OutboxItem.next_attempt_at > now
+                    OutboxItem.status == "pending", OutboxItem.next_attempt_at > self._round_due
                 )
             )
         if due is None:
             return poll_interval
-        return min(poll_interval, max(0.01, (due - now).total_seconds()))
+        return min(poll_interval, max(0.0, (due - self._clock()).total_seconds()))
 
     async def run_once(self) -> int:
-        """One pass over the due items; returns how many were delivered."""
+        """One pass over the due items; returns how many were delivered. Each thread's items
+        form a lane, delivered in order; up to CONCURRENCY lanes go at once."""
         async with self._lock:
-            now = self._clock()
-            async with self._sessions() as session:
-                ids = list(
-                    await session.scalars(
-                        select(OutboxItem.id)
-                        .where(OutboxItem.status == "pending", OutboxItem.next_attempt_at <= now)
-                        .order_by(OutboxItem.id)
-                        .limit(BATCH)
-                    )
-                )
-            delivered = 0
-            held: set[str] = set()  # threads with an earlier item still pending
-            for item_id in ids:
-                delivered += await self._deliver(item_id, held)
-            if len(ids) == BATCH:
+            now = self._round_due = self._clock()
+            read, lanes = await self._lanes(now)
+            slots = asyncio.Semaphore(CONCURRENCY)
+            delivered = await asyncio.gather(*(self._lane(lane, slots) for lane in lanes))
+            if read == BATCH:
                 self._wake.set()
-            return delivered
+            return sum(delivered)
 
-    async def _deliver(self, item_id: int, held: set[str]) -> int:
-        async with self._sessions() as session, session.begin():
-            # Another replica working on this item holds its lock: skip it, it is theirs.
-            item = await session.scalar(
-                select(OutboxItem)
-                .where(OutboxItem.id == item_id, OutboxItem.status == "pending")
-                .with_for_update(skip_locked=True)
+    async def _lanes(self, now: datetime) -> tuple[int, list[list[Row[Any]]]]:
+        """How many due items were read (at most BATCH), and those worth trying, by lane. A
+        thread whose first pending item is not due (a paced post, a retry, a post under way)
+        waits whole."""
+        pending = OutboxItem.status == "pending"
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(
+                        OutboxItem.id,
+                        OutboxItem.kind,
+                        OutboxItem.conversation_id,
+                        OutboxItem.thread_id,
+                    )
+                    .where(pending, OutboxItem.next_attempt_at <= now)
+                    .order_by(OutboxItem.id)
+                    .limit(BATCH)
+                )
+            ).all()
+            waiting = await session.execute(
+                select(OutboxItem.thread_id, func.min(OutboxItem.id))
+                .where(pending, OutboxItem.next_attempt_at > now, OutboxItem.thread_id.is_not(None))
+                .group_by(OutboxItem.thread_id)
             )
-            if item is None:
-                return 0
-            bind_log_context(team=item.team_id, conversation=item.conversation_id)
-            key = f"{item.kind}:{item.conversation_id}:{item.thread_id}"
-            if key in held or await self._earlier_pending(session, item):
-                held.add(key)
-                return 0
-            now = self._clock()
-            performer = self._performers.get(item.kind)
-            if performer is None:
-                self._failed(item, f"unknown outbox kind {item.kind!r}", now, permanent=True)
-                return 0
+            first_not_due = {thread_id: item_id for thread_id, item_id in waiting}
+        lanes: dict[int | tuple[str, str | None], list[Row[Any]]] = {}
+        for row in rows:
+            if row.thread_id is None:
+                lane: int | tuple[str, str | None] = (row.kind, row.conversation_id)
+            elif first_not_due.get(row.thread_id, row.id) < row.id:
+                continue  # after an item of its thread that is not due
+            else:
+                lane = row.thread_id
+            lanes.setdefault(lane, []).append(row)
+        return len(rows), list(lanes.values())
+
+    async def _lane(self, rows: list[Row[Any]], slots: asyncio.Semaphore) -> int:
+        """Deliver one lane's items in order. A failure outside the items' own (the database's)
+        ends the lane and not the round: its items are tried again in the next one."""
+        delivered = 0
+        held: set[str] = set()  # kinds of a thread with an earlier item still pending
+        async with slots:
             try:
-                await performer(session, item)
-            except NotYet:
+                for row in rows:
+                    key = f"{row.kind}:{row.conversation_id}:{row.thread_id}"
+                    if key not in held:
+                        delivered += await self._deliver(row.id, key, held)
+            except Exception:
+                _stop_if_cancelled()
+                log.exception("delivery of outbox items %s stopped", [row.id for row in rows])
+        return delivered
+
+    async def _deliver(self, item_id: int, key: str, held: set[str]) -> int:
+        async with self._sessions() as session:
+            delivered = await self._attempt(session, item_id, key, held)
+            await session.commit()
+        return delivered
+
+    async def _attempt(self, session: AsyncSession, item_id: int, key: str, held: set[str]) -> int:
+        # Not taken: an item another replica holds (its row lock, its lease), and one after an
+        # item of its thread still pending (each thread's order is kept across replicas).
+        earlier = aliased(OutboxItem)
+        item = await session.scalar(
+            select(OutboxItem)
+            .where(
+                OutboxItem.id == item_id,
+                OutboxItem.status == "pending",
+                OutboxItem.next_attempt_at <= self._clock(),
+                ~exists().where(
+                    earlier.thread_id == OutboxItem.thread_id,
+                    earlier.status == "pending",
+                    earlier.id < OutboxItem.id,
+                ),
+            )
+            .with_for_update(skip_locked=True)
+        )
+        if item is None:
+            held.add(key)
+            return 0
+        bind_log_context(team=item.team_id, conversation=item.conversation_id)
+        performer = self._performers.get(item.kind)
+        if performer is None:
+            self._failed(item, f"unknown outbox kind {item.kind!r}", self._clock(), permanent=True)
+            return 0
+        try:
+            await performer(session, item)
+        except Exception as exc:
+            if self._not_delivered(item, exc):
                 held.add(key)
-                return 0
-            except RetryLater as wait:
-                held.add(key)
-                item.next_attempt_at = now + timedelta(seconds=wait.after)
-                item.last_error = str(wait)
-                return 0
-            except SlackApiError as exc:
-                held.add(key)
+            return 0
+        item.status = "done"
+        item.done_at = self._clock()
+        if item.kind == "email":
+            CHATS_EMAILED.inc()
+        return 1
+
+    def _not_delivered(self, item: OutboxItem, exc: Exception) -> bool:
+        """Record why the item was not delivered, timing any wait from now, after the attempt
+        (a paced post is then tried when its slot comes, not before). Returns whether the
+        thread's later items wait for it."""
+        now = self._clock()
+        match exc:
+            case NotYet():
+                return True
+            case RetryLater():
+                item.next_attempt_at = now + timedelta(seconds=exc.after)
+                item.last_error = str(exc)
+            case SlackApiError():
                 error = slack_error(exc)
                 if error == "ratelimited" or (exc.response and exc.response.status_code == 429):
                     item.next_attempt_at = now + timedelta(seconds=_retry_after(exc))
@@ -179,42 +284,17 @@ class DeliveryWorker:
                     DELIVERY_RETRIES.labels(kind=item.kind).inc()
                 else:
                     self._failed(item, error, now, permanent=error in PERMANENT_ERRORS)
-                return 0
-            except Undeliverable as exc:
+            case Undeliverable():
                 self._failed(item, str(exc), now, permanent=True)
-                return 0
-            except (MailError, TimeoutError, OSError, httpx.HTTPError) as exc:
-                held.add(key)
+                return False
+            case MailError() | TimeoutError() | OSError() | httpx.HTTPError():
                 self._failed(item, f"{type(exc).__name__}: {exc}", now)
-                return 0
-            except Exception as exc:
+            case _:
                 # A bug or bad data in one item must not stop the others: it is retried and,
                 # if it keeps failing, marked failed where admins see it.
                 log.exception("delivery of outbox item %s raised", item.id)
-                held.add(key)
                 self._failed(item, f"{type(exc).__name__}: {exc}", now)
-                return 0
-            item.status = "done"
-            item.done_at = now
-            if item.kind == "email":
-                CHATS_EMAILED.inc()
-            return 1
-
-    @staticmethod
-    async def _earlier_pending(session: AsyncSession, item: OutboxItem) -> bool:
-        """Keep a thread's order across replicas: an earlier pending post goes first."""
-        if item.thread_id is None:
-            return False
-        earlier = await session.scalar(
-            select(OutboxItem.id)
-            .where(
-                OutboxItem.thread_id == item.thread_id,
-                OutboxItem.status == "pending",
-                OutboxItem.id < item.id,
-            )
-            .limit(1)
-        )
-        return earlier is not None
+        return True
 
     def _failed(
         self, item: OutboxItem, error: str, now: datetime, *, permanent: bool = False

@@ -1,13 +1,15 @@
 """Posting chats to Slack from the outbox: a chat's parent message, then the visitor's later
 messages into its thread.
 
-Each post carries the outbox id in Slack's message metadata. After an uncertain failure (a
-timeout or a 5xx, when Slack may have posted it anyway) the next attempt looks in the channel
-for that id before posting again, so a retry does not show a second post.
+Each post carries the outbox id in Slack's message metadata, and its item is leased before it is
+posted (committed: the post may have been made). After an uncertain failure (a timeout or a 5xx,
+when Slack may have posted it anyway), or a process killed while posting, the next attempt looks
+in the channel for that id before posting again, so a retry does not show a second post.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -25,7 +27,8 @@ from slackrouter.adapters.db.models import (
 )
 from slackrouter.adapters.slack import blocks
 from slackrouter.adapters.slack.gateway import SlackGateway, slack_error
-from slackrouter.services.delivery import NotYet, RetryLater, Undeliverable
+from slackrouter.clock import Clock, utcnow
+from slackrouter.services.delivery import CALL_TIMEOUT, NotYet, RetryLater, Undeliverable, lease
 from slackrouter.services.pacing import ChannelPacer
 
 log = logging.getLogger(__name__)
@@ -42,9 +45,12 @@ def _uncertain(exc: BaseException) -> bool:
 
 
 class SlackPoster:
-    def __init__(self, slack: SlackGateway, pacer: ChannelPacer) -> None:
+    def __init__(self, slack: SlackGateway, pacer: ChannelPacer, *, clock: Clock = utcnow) -> None:
         self._slack = slack
         self._pacer = pacer
+        self._clock = clock
+        self._dms: dict[tuple[str, str], str] = {}  # (team, rep): their DM, opened here
+        self._opening: dict[tuple[str, str], asyncio.Lock] = {}
 
     async def post_parent(self, session: AsyncSession, item: OutboxItem) -> None:
         thread = await session.get_one(SlackThread, item.thread_id)
@@ -64,8 +70,7 @@ class SlackPoster:
         if channel is None and thread.rep_user_id is not None:
             channel = rep.dm_channel_id if rep is not None else None
             if channel is None:
-                slack = await self._slack.for_team(thread.team_id)
-                channel = await slack.open_dm(thread.rep_user_id)
+                channel = await self._open_dm(thread.team_id, thread.rep_user_id)
         assert channel is not None
         text, body = blocks.parent_message(
             chatflow_name=chatflow.name,
@@ -78,7 +83,7 @@ class SlackPoster:
             missed=conversation.routing_outcome != "routed",
             note_hint=blocks.note_hint(chatflow.note_mode, chatflow.note_prefix),
         )
-        ts = await self._post(item, channel, text, body, None)
+        ts = await self._post(session, item, channel, text, body, None)
         thread.channel_id, thread.thread_ts = channel, ts
         if (
             rep is not None
@@ -103,10 +108,11 @@ class SlackPoster:
             text, body = blocks.visitor_reply(
                 visitor_name=conversation.visitor_name, text=message.text
             )
-        await self._post(item, thread.channel_id, text, body, thread.thread_ts)
+        await self._post(session, item, thread.channel_id, text, body, thread.thread_ts)
 
     async def _post(
         self,
+        session: AsyncSession,
         item: OutboxItem,
         channel: str,
         text: str,
@@ -120,23 +126,42 @@ class SlackPoster:
                 log.info("outbox item %s was posted before its failure; not posting again", item.id)
                 item.result = {"channel": channel, "ts": found, "found_after_failure": True}
                 return found
-        wait = self._pacer.take(channel)
+        await lease(session, item, self._clock())
+        # Paced after the lease, which may wait for SQLite's write lock: Slack counts the post
+        # when it comes, and so must the pacer.
+        wait = self._pacer.take(channel, item.id)
         if wait > 0:
+            item.result = None
             raise RetryLater(wait, f"pacing posts to {channel}")
         try:
-            ts = await slack.post_message(
-                channel,
-                text=text,
-                blocks=body,
-                thread_ts=thread_ts,
-                metadata={"event_type": METADATA_EVENT, "event_payload": {"outbox_id": item.id}},
-            )
+            async with asyncio.timeout(CALL_TIMEOUT):
+                ts = await slack.post_message(
+                    channel,
+                    text=text,
+                    blocks=body,
+                    thread_ts=thread_ts,
+                    metadata={
+                        "event_type": METADATA_EVENT,
+                        "event_payload": {"outbox_id": item.id},
+                    },
+                )
         except (SlackApiError, TimeoutError, OSError) as exc:
-            if _uncertain(exc):
-                item.result = {"uncertain": True}
+            if not _uncertain(exc):
+                item.result = None  # Slack refused it: nothing was posted
+                self._pacer.refused(channel)
             raise
         item.result = {"channel": channel, "ts": ts}
         return ts
+
+    async def _open_dm(self, team_id: str, user_id: str) -> str:
+        """The rep's DM, opened once however many of their chats are posted at the same time
+        (each remembers it only when its post is recorded)."""
+        key = (team_id, user_id)
+        async with self._opening.setdefault(key, asyncio.Lock()):
+            if key not in self._dms:
+                slack = await self._slack.for_team(team_id)
+                self._dms[key] = await slack.open_dm(user_id)
+            return self._dms[key]
 
     @staticmethod
     async def _already_posted(

@@ -4,7 +4,6 @@ a bad file is refused whole, with each problem named, by the same validation as 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -12,8 +11,6 @@ import yaml
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from slackrouter.adapters.db.database import create_engine, session_factory
-from slackrouter.adapters.db.migrate import upgrade
 from slackrouter.adapters.db.models import Chatflow, Team
 from slackrouter.cli import main
 from slackrouter.clock import utcnow
@@ -24,15 +21,6 @@ from tests.conftest import Database
 TEAM = "T0001"
 ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"
 
-
-@pytest.fixture
-async def sessions(database: Database) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(database.url, schema=database.schema)
-    await upgrade(engine)
-    try:
-        yield session_factory(engine)
-    finally:
-        await engine.dispose()
 
 
 async def a_workspace(sessions: async_sessionmaker[AsyncSession]) -> None:

@@ -1,0 +1,186 @@
+"""The outbox's delivery worker on a real database: different threads delivered at once, each in
+order; a leased item kept from every worker until its lease runs out; a paced item tried again
+when its slot comes, woken by its due time and not by a poll."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.exc import PendingRollbackError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from slackrouter.adapters.db.models import OutboxItem
+from slackrouter.clock import utcnow
+from slackrouter.services.delivery import DeliveryWorker, Performer, RetryLater, lease
+from slackrouter.services.pacing import ChannelPacer
+
+
+async def add(sessions: async_sessionmaker[AsyncSession], thread_id: int, **columns: Any) -> int:
+    """An outbox row owed now for this thread, of the kind "post"."""
+    now = utcnow()
+    item = OutboxItem(
+        team_id="T0001",
+        kind="post",
+        conversation_id=f"chat-{thread_id}",
+        thread_id=thread_id,
+        next_attempt_at=now,
+        created_at=now,
+        **columns,
+    )
+    async with sessions() as session, session.begin():
+        session.add(item)
+    return item.id
+
+
+async def row(sessions: async_sessionmaker[AsyncSession], item_id: int) -> OutboxItem:
+    async with sessions() as session:
+        return await session.get_one(OutboxItem, item_id)
+
+
+def worker(sessions: async_sessionmaker[AsyncSession], perform: Performer) -> DeliveryWorker:
+    return DeliveryWorker(sessions, {"post": perform}, clock=utcnow, max_attempts=3)
+
+
+async def test_threads_are_delivered_at_once_each_in_order(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    first = [await add(sessions, thread_id=1) for _ in range(3)]
+    second = [await add(sessions, thread_id=2) for _ in range(3)]
+    slow_call, second_done = asyncio.Event(), asyncio.Event()
+    delivered: list[int] = []
+
+    async def perform(session: AsyncSession, item: OutboxItem) -> None:
+        if item.id == first[0]:
+            await slow_call.wait()
+        delivered.append(item.id)
+        if item.id == second[-1]:
+            second_done.set()
+
+    round_ = asyncio.create_task(worker(sessions, perform).run_once())
+    # Thread 2 goes while thread 1 waits for its first item's call.
+    async with asyncio.timeout(10):
+        await second_done.wait()
+    assert delivered == second
+    slow_call.set()
+    async with asyncio.timeout(10):
+        assert await round_ == 6
+    assert delivered == second + first
+
+
+async def test_a_lease_is_committed_before_the_call_and_keeps_other_workers_away(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    item_id = await add(sessions, thread_id=1)
+    during_the_call: list[Any] = []
+
+    async def never(session: AsyncSession, item: OutboxItem) -> None:
+        raise AssertionError("another worker took a leased item")
+
+    other = worker(sessions, never)
+
+    async def perform(session: AsyncSession, item: OutboxItem) -> None:
+        await lease(session, item, utcnow())
+        seen = await row(sessions, item.id)
+        during_the_call.append((seen.result, seen.next_attempt_at > utcnow()))
+        during_the_call.append(await other.run_once())
+        item.result = {"ts": "1.0"}
+
+    assert await worker(sessions, perform).run_once() == 1
+    assert during_the_call == [({"uncertain": True}, True), 0]
+    done = await row(sessions, item_id)
+    assert (done.status, done.result) == ("done", {"ts": "1.0"})
+
+
+async def test_a_leased_item_and_its_thread_wait_until_the_lease_runs_out(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    # What a process killed during a call leaves: the item leased, its call maybe made.
+    leased = await add(
+        sessions,
+        thread_id=1,
+        result={"uncertain": True},
+    )
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(OutboxItem)
+            .where(OutboxItem.id == leased)
+            .values(next_attempt_at=utcnow() + timedelta(seconds=45))
+        )
+    later = await add(sessions, thread_id=1)
+    other_thread = await add(sessions, thread_id=2)
+    tried: list[tuple[int, Any]] = []
+
+    async def perform(session: AsyncSession, item: OutboxItem) -> None:
+        tried.append((item.id, item.result))
+
+    delivery = worker(sessions, perform)
+    assert await delivery.run_once() == 1
+    assert tried == [(other_thread, None)]
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(OutboxItem).where(OutboxItem.id == leased).values(next_attempt_at=utcnow())
+        )
+    assert await delivery.run_once() == 2
+    # The next attempt knows that the call may have been made (and looks before making it).
+    assert tried[1:] == [(leased, {"uncertain": True}), (later, None)]
+
+
+async def test_a_paced_item_is_tried_again_when_its_slot_comes(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    pacer = ChannelPacer(per_second=10.0, burst=1, spare=0.0)
+    tries: Counter[int] = Counter()
+    posted: list[float] = []
+    all_posted = asyncio.Event()
+    ids = [await add(sessions, thread_id=n) for n in range(1, 7)]  # six chats, one channel
+
+    async def perform(session: AsyncSession, item: OutboxItem) -> None:
+        tries[item.id] += 1
+        wait = pacer.take("C1", item.id)
+        if wait > 0:
+            raise RetryLater(wait, "pacing posts to C1")
+        posted.append(time.monotonic())
+        if len(posted) == len(ids):
+            all_posted.set()
+
+    # Only the items' due times wake the worker: its poll would come after the test's end.
+    running = asyncio.create_task(worker(sessions, perform).run_forever(poll_interval=60))
+    try:
+        async with asyncio.timeout(10):
+            await all_posted.wait()
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    assert max(tries.values()) == 2  # told its slot once, then posted in it
+    assert posted[-1] - posted[0] >= 0.5 - 0.01  # five slots after the first post, 0.1 s apart
+
+
+async def test_the_worker_stops_when_its_cancellation_comes_back_as_another_error(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    class Interrupted(DeliveryWorker):
+        rounds = 0
+
+        async def run_once(self) -> int:
+            self.rounds += 1
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                if self.rounds > 1:
+                    raise
+                # What SQLAlchemy raises when the cancellation lands in a query.
+                raise PendingRollbackError("invalid transaction", None, None) from None
+            return 0
+
+    running = asyncio.create_task(
+        Interrupted(sessions, {}, clock=utcnow, max_attempts=3).run_forever(poll_interval=0.01)
+    )
+    await asyncio.sleep(0.05)
+    running.cancel()
+    await asyncio.wait({running}, timeout=5)
+    assert running.cancelled()
