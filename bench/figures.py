@@ -295,7 +295,7 @@ async def relay(
 # --- delivery under rate limits -------------------------------------------------------------
 
 RATE, BURST = 1.0, 3
-STREAM_CYCLE = 16.0  # seconds: a held stream reads the database again every 15 s
+STREAM_CYCLE = 16.0  # seconds: a held stream gets a keep-alive ping every 15 s
 STREAM_OPEN_WITHIN = 45.0  # seconds; streams not answered by then count as not held
 
 

@@ -191,6 +191,8 @@ def build(settings: Settings, *, clock: Clock = utcnow, db_schema: str | None = 
         client=client,
         process_before_response=True,
         raise_error_for_unhandled_request=False,
+        # /slack/events checks the signature before anything else (api/app.py): not twice.
+        request_verification_enabled=False,
         **connection.bolt_options,
     )
     installs.register(
@@ -247,7 +249,7 @@ def build(settings: Settings, *, clock: Clock = utcnow, db_schema: str | None = 
         ),
         replies=replies,
         reader=ConversationReader(
-            sessions, notifier, clock=clock, email_debounce=settings.email_debounce_seconds
+            engine, sessions, notifier, clock=clock, email_debounce=settings.email_debounce_seconds
         ),
         delivery=delivery,
         presence=presence,

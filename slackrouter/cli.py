@@ -48,6 +48,7 @@ async def _serve(settings: Settings) -> None:
 
     from slackrouter.adapters.db.migrate import pending_revisions
     from slackrouter.api.app import create_api
+    from slackrouter.api.server import AppServer
     from slackrouter.bootstrap import build
 
     runtime = build(settings)
@@ -69,7 +70,7 @@ async def _serve(settings: Settings) -> None:
     config = uvicorn.Config(
         create_api(runtime), host=settings.host, port=settings.port, log_level="warning"
     )
-    await uvicorn.Server(config).serve()
+    await AppServer(config, runtime.notifier).serve()
 
 
 async def _migrate(settings: Settings) -> None:

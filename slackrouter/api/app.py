@@ -1,7 +1,6 @@
 """The ASGI app: the visitor API (v1) and Slack's HTTP endpoint, served by uvicorn."""
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
@@ -11,14 +10,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_sdk.signature import SignatureVerifier
-from sse_starlette.sse import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from slackrouter.adapters.slack.connection import INSTALL_PATH, REDIRECT_PATH
 from slackrouter.adapters.slack.payloads import slack_request_problem
 from slackrouter.api.contacts import contacts_router
 from slackrouter.api.cors import VisitorApiCors
-from slackrouter.api.errors import ApiError, error_response, signed_chatflow, unknown_chatflow
+from slackrouter.api.errors import (
+    ApiError,
+    error_response,
+    signed_chatflow,
+    unknown_chatflow,
+    unknown_conversation,
+)
 from slackrouter.api.limits import BodySizeLimit
 from slackrouter.api.operations import operations_router
 from slackrouter.api.ratelimit import SlidingWindowLimiter
@@ -33,6 +37,7 @@ from slackrouter.api.schemas import (
     MessageIn,
     WidgetOut,
 )
+from slackrouter.api.streams import FeedStream, StreamHandoff
 from slackrouter.api.widget import widget_router
 from slackrouter.bootstrap import Runtime
 from slackrouter.clock import utcnow
@@ -40,7 +45,6 @@ from slackrouter.services.conversations import ConversationNotFound, FeedPage
 from slackrouter.services.greeting import greet
 from slackrouter.services.visitor_messages import UnknownChatflow, VisitorMessageIn
 
-STREAM_WAIT = 15.0
 # Slack's interaction payloads carry the whole view or message clicked in (up to 100 blocks).
 SLACK_MAX_BODY_BYTES = 1_048_576
 T = TypeVar("T")
@@ -237,9 +241,7 @@ def create_api(runtime: Runtime) -> FastAPI:
         try:
             await runtime.reader.leave_email(conversation_id, token, body.email)
         except ConversationNotFound:
-            raise ApiError(
-                404, "unknown_conversation", "no conversation with this id and token"
-            ) from None
+            raise unknown_conversation() from None
         return Response(status_code=204)
 
     @api.get(
@@ -261,9 +263,7 @@ def create_api(runtime: Runtime) -> FastAPI:
                 request, runtime.reader.read(conversation_id, token, after=after, wait=wait)
             )
         except ConversationNotFound:
-            raise ApiError(
-                404, "unknown_conversation", "no conversation with this id and token"
-            ) from None
+            raise unknown_conversation() from None
         if page is None:
             return Response(status_code=204)  # nobody is listening any more
         return _feed(page)
@@ -284,31 +284,10 @@ def create_api(runtime: Runtime) -> FastAPI:
         token: Annotated[str | None, Query()] = None,
         authorization: Annotated[str | None, Header()] = None,
         last_event_id: Annotated[str | None, Header()] = None,
-    ) -> EventSourceResponse:
+    ) -> FeedStream:
         secret = _bearer(authorization, token)
-        try:
-            await runtime.reader.authorize(conversation_id, secret)
-        except ConversationNotFound:
-            raise ApiError(
-                404, "unknown_conversation", "no conversation with this id and token"
-            ) from None
         cursor = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
-
-        async def events() -> AsyncIterator[dict[str, str]]:
-            position = cursor
-            while True:
-                page = await runtime.reader.read(
-                    conversation_id, secret, after=position, wait=STREAM_WAIT
-                )
-                for entry in _feed(page).messages:
-                    yield {
-                        "id": str(entry.cursor),
-                        "event": entry.type,
-                        "data": json.dumps(entry.model_dump(mode="json")),
-                    }
-                position = page.cursor
-
-        return EventSourceResponse(events(), ping=15)
+        return FeedStream(runtime.reader, runtime.notifier, conversation_id, secret, cursor)
 
     verifier = SignatureVerifier(runtime.settings.slack_signing_secret or "")
 
@@ -346,4 +325,5 @@ def create_api(runtime: Runtime) -> FastAPI:
         path_limits={"/slack/": SLACK_MAX_BODY_BYTES},
     )
     api.add_middleware(VisitorApiCors)
+    api.add_middleware(StreamHandoff)  # outermost: see api/streams.py
     return api

@@ -29,6 +29,10 @@ def unknown_chatflow() -> ApiError:
     return ApiError(404, "unknown_chatflow", "no chatflow has this public key")
 
 
+def unknown_conversation() -> ApiError:
+    return ApiError(404, "unknown_conversation", "no conversation with this id and token")
+
+
 async def signed_chatflow(
     sessions: async_sessionmaker[AsyncSession],
     public_key: str,

@@ -147,4 +147,7 @@ async def run_demo(settings: Settings, *, port: int) -> None:
             slack.configure_events(f"{app_url}/slack/events", signing_secret)
             await runtime.presence.refresh(pace=False, wait=True)
             print(instructions(app_url, slack_url, chatflow), flush=True)
-            await asyncio.Event().wait()
+            try:
+                await asyncio.Event().wait()
+            finally:
+                runtime.notifier.close()  # the widget's open stream ends, so the server can stop

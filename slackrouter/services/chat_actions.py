@@ -155,7 +155,15 @@ class ChatActions:
             await session.flush()
             repo.add_feed(session, notice, "message", now)
             await queue_parent_updates(session, conversation, now)
-            queue_webhook(session, chatflow, conversation, "closed", None, now)
+            queue_webhook(
+                session,
+                team_id=chatflow.team_id,
+                webhook_url=chatflow.webhook_url,
+                conversation_id=conversation.id,
+                event="closed",
+                message_id=None,
+                now=now,
+            )
             people = [user_id, *conversation.offered, conversation.assignee or user_id]
         self._notifier.notify(conversation_id)
         self._done(team_id, people)
@@ -278,7 +286,15 @@ class ChatActions:
                 )
                 await queue_parent_updates(session, conversation, now)
             repo.add_feed(session, message, "message", now)
-            queue_webhook(session, chatflow, conversation, "message", message, now)
+            queue_webhook(
+                session,
+                team_id=chatflow.team_id,
+                webhook_url=chatflow.webhook_url,
+                conversation_id=conversation.id,
+                event="message",
+                message_id=message.id,
+                now=now,
+            )
         self._notifier.notify(conversation.id)
         self._done(team_id, [user_id])
         log.info("note sent to the visitor conversation=%s rep=%s", conversation.id, user_id)

@@ -9,13 +9,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from slackrouter.adapters.db import repository as repo
-from slackrouter.adapters.db.models import Chatflow, Conversation, Message, Rep
+from slackrouter.adapters.db.models import (
+    Chatflow,
+    Conversation,
+    FeedItem,
+    Message,
+    Rep,
+    SlackThread,
+)
 from slackrouter.adapters.slack.gateway import SlackGateway
 from slackrouter.adapters.slack.text import slack_to_visitor_text, user_ids_in
 from slackrouter.clock import Clock
@@ -26,6 +34,10 @@ from slackrouter.services.notifier import FeedNotifier
 from slackrouter.services.webhooks import queue_webhook
 
 log = logging.getLogger(__name__)
+
+# A rep who writes in a thread is active: written down at most this often per rep, which keeps
+# their presence fresh (PRESENCE_MAX_AGE, a minute by default) while they keep answering.
+SEEN_ACTIVE_EVERY = timedelta(seconds=10)
 
 
 @dataclass(frozen=True)
@@ -53,59 +65,95 @@ class Replies:
         self._slack = slack
         self._clock = clock
         self._on_outbox = on_outbox
+        self._seen_active: dict[tuple[str, str], datetime] = {}
 
     async def relay(self, reply: RepMessage) -> str:
-        """Store a rep's thread reply for the visitor; returns what was done (for logs)."""
+        """Store a rep's thread reply for the visitor; returns what was done (for logs).
+
+        It runs for every reply, so it reads columns rather than ORM objects and writes with
+        plain inserts: two inserts and a commit in the common case."""
         now = self._clock()
         try:
             async with self._sessions() as session, session.begin():
-                thread = await repo.thread_at(
-                    session, reply.team_id, reply.channel, reply.thread_ts
-                )
-                if thread is None:
+                chat = (
+                    await session.execute(
+                        _CHAT_AT_THREAD,
+                        {
+                            "thread_team": reply.team_id,
+                            "thread_channel": reply.channel,
+                            "thread_ts": reply.thread_ts,
+                        },
+                    )
+                ).first()
+                if chat is None:
                     return "not_a_chat"
-                conversation = await session.get_one(Conversation, thread.conversation_id)
-                chatflow = await session.get_one(Chatflow, conversation.chatflow_id)
-                await self._saw_active(session, reply.team_id, reply.user_id, now)
                 # In reverse mode every thread message is a note ("Send to visitor" sends one),
                 # so a slip never reaches the visitor; nothing reaches a closed chat's visitor.
                 is_note = (
-                    chatflow.note_mode == "reverse"
-                    or conversation.status != "open"
-                    or reply.text.lstrip().startswith(chatflow.note_prefix)
+                    chat.note_mode == "reverse"
+                    or chat.status != "open"
+                    or reply.text.lstrip().startswith(chat.note_prefix)
                 )
                 text = reply.text if is_note else await self._plain(session, reply)
-                message = Message(
-                    team_id=reply.team_id,
-                    conversation_id=conversation.id,
-                    author="note" if is_note else "rep",
-                    rep_user_id=reply.user_id,
-                    text=text,
-                    slack_channel=reply.channel,
-                    slack_ts=reply.ts,
-                    created_at=now,
+                inserted = await session.execute(  # a retried event stops here: the ts is taken
+                    _INSERT_MESSAGE,
+                    {
+                        "team_id": reply.team_id,
+                        "conversation_id": chat.conversation_id,
+                        "author": "note" if is_note else "rep",
+                        "rep_user_id": reply.user_id,
+                        "text": text,
+                        "slack_channel": reply.channel,
+                        "slack_ts": reply.ts,
+                        "created_at": now,
+                    },
                 )
-                session.add(message)
-                await session.flush()
+                await self._saw_active(session, reply.team_id, reply.user_id, now)
                 if is_note:
                     return "note"
-                if conversation.assignee is None:
-                    # In "all" mode the first rep to answer owns the chat; follow-ups stop.
-                    conversation.assignee = reply.user_id
-                    await followups.cancel(
-                        session, conversation.id, followups.ESCALATION, followups.OFFLINE_EMAIL
-                    )
-                    await queue_parent_updates(session, conversation, now)
-                repo.add_feed(session, message, "message", now)
-                queue_webhook(session, chatflow, conversation, "message", message, now)
+                message_id = inserted.inserted_primary_key[0]
+                first_answer = chat.assignee is None
+                if first_answer:
+                    await self._first_answer(session, chat.conversation_id, reply.user_id, now)
+                await session.execute(
+                    _INSERT_FEED,
+                    {
+                        "conversation_id": chat.conversation_id,
+                        "kind": "message",
+                        "message_id": message_id,
+                        "created_at": now,
+                    },
+                )
+                webhook = queue_webhook(
+                    session,
+                    team_id=reply.team_id,
+                    webhook_url=chat.webhook_url,
+                    conversation_id=chat.conversation_id,
+                    event="message",
+                    message_id=message_id,
+                    now=now,
+                )
         except IntegrityError:
             return "duplicate"
-        self._on_outbox()
-        self._notifier.notify(conversation.id)
+        if first_answer or webhook:
+            self._on_outbox()  # there is outbox work to do
+        self._notifier.notify(chat.conversation_id)
         REPLIES_RELAYED.inc()
-        bind_log_context(conversation=conversation.id)
-        log.info("relayed reply conversation=%s rep=%s", conversation.id, reply.user_id)
+        bind_log_context(conversation=chat.conversation_id)
+        log.info("relayed reply conversation=%s rep=%s", chat.conversation_id, reply.user_id)
         return "relayed"
+
+    @staticmethod
+    async def _first_answer(
+        session: AsyncSession, conversation_id: str, user_id: str, now: datetime
+    ) -> None:
+        """In "all" mode the first rep to answer owns the chat; follow-ups stop."""
+        conversation = await session.get_one(Conversation, conversation_id)
+        conversation.assignee = user_id
+        await followups.cancel(
+            session, conversation.id, followups.ESCALATION, followups.OFFLINE_EMAIL
+        )
+        await queue_parent_updates(session, conversation, now)
 
     async def edit(self, reply: RepMessage) -> str:
         """A rep edited a reply: the visitor's copy changes (a note stays a note)."""
@@ -153,10 +201,42 @@ class Replies:
                 log.warning("could not look up the name of %s", user_id)
         return names
 
-    @staticmethod
-    async def _saw_active(session: AsyncSession, team_id: str, user_id: str, now: datetime) -> None:
+    async def _saw_active(
+        self, session: AsyncSession, team_id: str, user_id: str, now: datetime
+    ) -> None:
         """A rep who just wrote in Slack is active: fresher than any poll."""
-        rep = await session.get(Rep, (team_id, user_id))
-        if rep is not None:
-            rep.presence = "active"
-            rep.presence_checked_at = now
+        seen = self._seen_active.get((team_id, user_id))
+        if seen is not None and now - seen < SEEN_ACTIVE_EVERY:
+            return
+        self._seen_active[(team_id, user_id)] = now
+        await session.execute(
+            _SAW_ACTIVE, {"rep_team": team_id, "rep_user": user_id, "seen_at": now}
+        )
+
+
+# The chat a thread reply belongs to and its chatflow's settings: one query on every reply.
+_CHAT_AT_THREAD = (
+    select(
+        Conversation.id.label("conversation_id"),
+        Conversation.status,
+        Conversation.assignee,
+        Chatflow.note_mode,
+        Chatflow.note_prefix,
+        Chatflow.webhook_url,
+    )
+    .join(SlackThread, SlackThread.conversation_id == Conversation.id)
+    .join(Chatflow, Chatflow.id == Conversation.chatflow_id)
+    .where(
+        SlackThread.team_id == bindparam("thread_team"),
+        SlackThread.channel_id == bindparam("thread_channel"),
+        SlackThread.thread_ts == bindparam("thread_ts"),
+    )
+)
+_INSERT_MESSAGE = insert(Message.__table__)
+_INSERT_FEED = insert(FeedItem.__table__)
+_SAW_ACTIVE = (
+    update(Rep)
+    .where(Rep.team_id == bindparam("rep_team"), Rep.user_id == bindparam("rep_user"))
+    .values(presence="active", presence_checked_at=bindparam("seen_at"))
+    .execution_options(synchronize_session=False)
+)

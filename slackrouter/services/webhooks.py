@@ -23,25 +23,29 @@ class WebhookRefused(httpx.HTTPError):
 
 def queue_webhook(
     session: AsyncSession,
-    chatflow: Chatflow,
-    conversation: Conversation,
+    *,
+    team_id: str,
+    webhook_url: str | None,
+    conversation_id: str,
     event: str,
-    message: Message | None,
+    message_id: int | None,
     now: Any,
-) -> None:
-    """Owe the website a call about this conversation, if it has a webhook URL."""
-    if not chatflow.webhook_url:
-        return
+) -> bool:
+    """Owe the website (its chatflow's webhook URL, if any) a call about this conversation;
+    True when one is owed."""
+    if not webhook_url:
+        return False
     repo.add_outbox(
         session,
-        team_id=chatflow.team_id,
+        team_id=team_id,
         kind="webhook",
-        conversation_id=conversation.id,
+        conversation_id=conversation_id,
         thread_id=None,
-        message_id=message.id if message is not None else None,
+        message_id=message_id,
         now=now,
         payload={"event": event},
     )
+    return True
 
 
 class WebhookSender:
