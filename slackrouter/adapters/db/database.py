@@ -10,15 +10,20 @@ from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
 from slackrouter.config import sqlite_path
 
+SQLITE_CONNECTIONS = 15  # the default pool's most (5 kept + 10 overflow)
+
 
 def create_engine(database_url: str, *, schema: str | None = None) -> AsyncEngine:
     """An async engine; SQLite gets WAL and a busy timeout, PostgreSQL an optional schema."""
     kwargs: dict[str, Any] = {}
     if database_url.startswith("sqlite"):
         path = sqlite_path(database_url)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 30}
+        if path is not None:  # a file; an in-memory database keeps its one connection
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Every connection is kept: opening one costs a thread and a few statements, and
+            # under load the default pool (5, then short-lived overflow) opens one per request.
+            kwargs.update(pool_size=SQLITE_CONNECTIONS, max_overflow=0)
     elif schema:
         kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
     if database_url.startswith("postgresql"):
