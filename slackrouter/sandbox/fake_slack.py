@@ -770,13 +770,8 @@ class FakeSlack(FakeSlackAppMixin):
         sender = self.sender
         message = self._own_message(channel, ts, user_id)
         previous = copy.deepcopy(message)
-        edit_ts = self._next_ts()
-        message.update(
-            text=new_text,
-            blocks=rich_text_blocks(new_text),
-            edited={"user": user_id, "ts": edit_ts},
-        )
-        return await self._deliver(sender, self._changed_event(channel, message, previous, edit_ts))
+        message.update(text=new_text, blocks=rich_text_blocks(new_text))
+        return await self._deliver(sender, self._edited(channel, message, previous, user_id))
 
     async def user_deletes(self, channel: str, ts: str) -> JSON:
         """The author deletes a message; delivers `message_deleted`. Returns the envelope."""
@@ -888,16 +883,17 @@ class FakeSlack(FakeSlackAppMixin):
             thread_ts = self._latest_top_level(
                 self._conversation_for(body["user"], body["channel"])
             )
-        envelope = await self.user_posts(body["user"], body["channel"], body["text"], thread_ts)
-        return {"ts": envelope["event"]["ts"], "event_id": envelope["event_id"]}
+        return _receipt(
+            await self.user_posts(body["user"], body["channel"], body["text"], thread_ts)
+        )
 
     async def _sandbox_edit(self, body: JSON) -> JSON:
-        envelope = await self.user_edits(body["user"], body["channel"], body["ts"], body["text"])
-        return {"ts": envelope["event"]["ts"], "event_id": envelope["event_id"]}
+        return _receipt(
+            await self.user_edits(body["user"], body["channel"], body["ts"], body["text"])
+        )
 
     async def _sandbox_delete(self, body: JSON) -> JSON:
-        envelope = await self.user_deletes(body["channel"], body["ts"])
-        return {"ts": envelope["event"]["ts"], "event_id": envelope["event_id"]}
+        return _receipt(await self.user_deletes(body["channel"], body["ts"]))
 
     # --- Web API methods --------------------------------------------------------------------
 
@@ -928,13 +924,7 @@ class FakeSlack(FakeSlackAppMixin):
         return {"channel": channel_id, "ts": stored["ts"], "message": copy.deepcopy(stored)}
 
     def _chat_update(self, ctx: _Ctx) -> JSON:
-        channel_id = self._readable_channel(ctx.get("channel"))
-        ts = str(ctx.require("ts"))
-        message = self._find(channel_id, ts)
-        if message is None:
-            raise _ApiError("message_not_found")
-        if message.get("user") != ctx.caller:
-            raise _ApiError("cant_update_message")
+        channel_id, ts, message = self._callers_message(ctx, "cant_update_message")
         if not any(ctx.params.get(key) for key in ("text", "blocks", "attachments")):
             raise _ApiError("no_text")
         previous = copy.deepcopy(message)
@@ -942,9 +932,7 @@ class FakeSlack(FakeSlackAppMixin):
             if key in ctx.params:
                 message[key] = copy.deepcopy(ctx.params[key])
         self._check_content(message)
-        edit_ts = self._next_ts()
-        message["edited"] = {"user": ctx.caller, "ts": edit_ts}
-        self._echo(self._changed_event(channel_id, message, previous, edit_ts), channel_id)
+        self._echo(self._edited(channel_id, message, previous, ctx.caller), channel_id)
         return {
             "channel": channel_id,
             "ts": ts,
@@ -953,23 +941,13 @@ class FakeSlack(FakeSlackAppMixin):
         }
 
     def _chat_delete(self, ctx: _Ctx) -> JSON:
-        channel_id = self._readable_channel(ctx.get("channel"))
-        ts = str(ctx.require("ts"))
-        message = self._find(channel_id, ts)
-        if message is None:
-            raise _ApiError("message_not_found")
-        if message.get("user") != ctx.caller:
-            raise _ApiError("cant_delete_message")
+        channel_id, ts, _ = self._callers_message(ctx, "cant_delete_message")
         previous = self._remove(channel_id, ts)
         self._echo(self._deleted_event(channel_id, previous), channel_id)
         return {"channel": channel_id, "ts": ts}
 
     def _chat_get_permalink(self, ctx: _Ctx) -> JSON:
-        channel_id = self._readable_channel(ctx.get("channel"))
-        ts = str(ctx.require("message_ts"))
-        message = self._find(channel_id, ts)
-        if message is None:
-            raise _ApiError("message_not_found")
+        channel_id, ts, message = self._named_message(ctx, ts_field="message_ts")
         link = f"https://{self.team_domain}.slack.com/archives/{channel_id}/p{ts.replace('.', '')}"
         if message.get("thread_ts", ts) != ts:
             link += f"?thread_ts={message['thread_ts']}&cid={channel_id}"
@@ -1038,11 +1016,7 @@ class FakeSlack(FakeSlackAppMixin):
         }
 
     def _conversations_replies(self, ctx: _Ctx) -> JSON:
-        channel_id = self._readable_channel(ctx.get("channel"))
-        ts = str(ctx.require("ts"))
-        message = self._find(channel_id, ts)
-        if message is None:
-            raise _ApiError("thread_not_found")
+        channel_id, ts, message = self._named_message(ctx, not_found="thread_not_found")
         thread_ts = message.get("thread_ts", ts)
         if thread_ts != ts:
             messages = [message]
@@ -1237,42 +1211,35 @@ class FakeSlack(FakeSlackAppMixin):
         channel_id = self._dm_id(user_ids)
         if channel_id in self.channels:
             return self.channels[channel_id]
-        now = int(self.clock())
-        if len(user_ids) == 1:
-            channel: JSON = {
-                "id": channel_id,
-                "created": now,
-                "is_archived": False,
-                "is_im": True,
-                "is_mpim": False,
-                "is_channel": False,
-                "is_group": False,
-                "is_private": True,
-                "is_org_shared": False,
-                "context_team_id": self.team_id,
-                "updated": now * 1000,
-                "user": user_ids[0],
-                "is_user_deleted": self.users[user_ids[0]]["deleted"],
-                "priority": 0,
-            }
-        else:
-            channel = {
-                "id": channel_id,
-                "name": "mpdm-" + "--".join(self.users[u]["name"] for u in user_ids) + "-1",
-                "created": now,
-                "is_archived": False,
-                "is_im": False,
-                "is_mpim": True,
-                "is_channel": False,
-                "is_group": False,
-                "is_private": True,
-                "is_org_shared": False,
-                "context_team_id": self.team_id,
-                "updated": now * 1000,
-            }
+        channel = self._dm_object(channel_id, user_ids)
         self.channels[channel_id] = channel
         self._messages[channel_id] = []
         self._members[channel_id] = {self.bot_user_id, *user_ids}
+        return channel
+
+    def _dm_object(self, channel_id: str, user_ids: list[str]) -> JSON:
+        """A DM as conversations.open shows it: an `im` with one user carries that user, an
+        `mpim` with several a name made of theirs."""
+        is_im = len(user_ids) == 1
+        now = int(self.clock())
+        names = "--".join(self.users[u]["name"] for u in user_ids)
+        channel: JSON = {
+            "id": channel_id,
+            **({} if is_im else {"name": f"mpdm-{names}-1"}),
+            "created": now,
+            "is_archived": False,
+            "is_im": is_im,
+            "is_mpim": not is_im,
+            "is_channel": False,
+            "is_group": False,
+            "is_private": True,
+            "is_org_shared": False,
+            "context_team_id": self.team_id,
+            "updated": now * 1000,
+        }
+        if is_im:
+            user_id = user_ids[0]
+            channel.update(user=user_id, is_user_deleted=self.users[user_id]["deleted"], priority=0)
         return channel
 
     def _conversation_for(self, user_id: str, channel: str) -> str:
@@ -1432,19 +1399,41 @@ class FakeSlack(FakeSlackAppMixin):
     def _find(self, channel_id: str, ts: str | None) -> JSON | None:
         return next((m for m in self._messages.get(channel_id, []) if m["ts"] == ts), None)
 
-    def _own_message(self, channel: str, ts: str, user_id: str) -> JSON:
-        message = self._find(channel, ts)
+    def _named_message(
+        self, ctx: _Ctx, *, ts_field: str = "ts", not_found: str = "message_not_found"
+    ) -> tuple[str, str, JSON]:
+        """The channel id, ts and stored message a call names by `channel` and `ts_field`."""
+        channel_id = self._readable_channel(ctx.get("channel"))
+        ts = str(ctx.require(ts_field))
+        message = self._find(channel_id, ts)
         if message is None:
-            raise KeyError(f"no message {ts} in {channel}")
+            raise _ApiError(not_found)
+        return channel_id, ts, message
+
+    def _callers_message(self, ctx: _Ctx, not_theirs: str) -> tuple[str, str, JSON]:
+        """As `_named_message`, for a call that changes the message: only its author may,
+        other callers get the error `not_theirs`."""
+        channel_id, ts, message = self._named_message(ctx)
+        if message.get("user") != ctx.caller:
+            raise _ApiError(not_theirs)
+        return channel_id, ts, message
+
+    def _stored_message(self, channel_id: str, ts: str) -> JSON:
+        """The message at `ts` for a person's action (a KeyError, answered 400, if none)."""
+        message = self._find(channel_id, ts)
+        if message is None:
+            raise KeyError(f"no message {ts} in {channel_id}")
+        return message
+
+    def _own_message(self, channel: str, ts: str, user_id: str) -> JSON:
+        message = self._stored_message(channel, ts)
         if message.get("user") != user_id:
             raise ValueError(f"message {ts} was not written by {user_id}")
         return message
 
     def _remove(self, channel_id: str, ts: str) -> JSON:
         """Delete a message; a parent with replies leaves a tombstone, as in Slack."""
-        message = self._find(channel_id, ts)
-        if message is None:
-            raise KeyError(f"no message {ts} in {channel_id}")
+        message = self._stored_message(channel_id, ts)
         previous = copy.deepcopy(message)
         if message.get("reply_count"):
             kept = {k: message[k] for k in _THREAD_FIELDS if k in message}
@@ -1464,31 +1453,40 @@ class FakeSlack(FakeSlackAppMixin):
                 self._refresh_thread(channel_id, message["thread_ts"])
         return previous
 
-    def _changed_event(self, channel_id: str, message: JSON, previous: JSON, ts: str) -> JSON:
-        return {
-            "type": "message",
-            "subtype": "message_changed",
-            "message": copy.deepcopy(message),
-            "previous_message": previous,
-            "channel": channel_id,
-            "hidden": True,
-            "ts": ts,
-            "event_ts": ts,
-            "channel_type": self._channel_type(channel_id),
-        }
+    def _edited(self, channel_id: str, message: JSON, previous: JSON, editor: str) -> JSON:
+        """Stamp the changed `message` as edited by `editor` now; returns the `message_changed`
+        event, which carries the message as it was (`previous`) and as it is."""
+        ts = self._next_ts()
+        message["edited"] = {"user": editor, "ts": ts}
+        return self._message_subtype_event(
+            "message_changed",
+            ts,
+            message=copy.deepcopy(message),
+            previous_message=previous,
+            channel=channel_id,
+            hidden=True,
+        )
 
     def _deleted_event(self, channel_id: str, previous: JSON) -> JSON:
-        ts = self._next_ts()
+        return self._message_subtype_event(
+            "message_deleted",
+            self._next_ts(),
+            previous_message=previous,
+            channel=channel_id,
+            hidden=True,
+            deleted_ts=previous["ts"],
+        )
+
+    def _message_subtype_event(self, subtype: str, ts: str, **fields: Any) -> JSON:
+        """A `message` event about an existing message (`fields` between the subtype and the
+        timestamps, in Slack's order; `channel` among them)."""
         return {
             "type": "message",
-            "subtype": "message_deleted",
-            "previous_message": previous,
-            "channel": channel_id,
-            "hidden": True,
-            "deleted_ts": previous["ts"],
+            "subtype": subtype,
+            **fields,
             "ts": ts,
             "event_ts": ts,
-            "channel_type": self._channel_type(channel_id),
+            "channel_type": self._channel_type(fields["channel"]),
         }
 
     # --- helpers: availability, views, limits -----------------------------------------------
@@ -1604,6 +1602,11 @@ class FakeSlack(FakeSlackAppMixin):
 
 
 _THREAD_FIELDS = ("thread_ts", "reply_count", "reply_users", "reply_users_count", "latest_reply")
+
+
+def _receipt(envelope: JSON) -> JSON:
+    """What the sandbox control API answers for a person's action: the event's ts and id."""
+    return {"ts": envelope["event"]["ts"], "event_id": envelope["event_id"]}
 
 
 def _without(mapping: Mapping[str, Any], *keys: str) -> JSON:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import email
 import logging
 import mailbox
 import socket
@@ -11,7 +10,6 @@ import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from slackrouter.adapters.mail import Mailer, MailError, MboxMailer, SmtpMailer
-from slackrouter.adapters.mail_render import TranscriptLine, chat_email
+from slackrouter.adapters.mail_render import TranscriptLine
+from tests.mail_samples import CHAT_HEADERS, parse_email, sample_chat
 
 HOST = "127.0.0.1"
 T0 = datetime(2025, 3, 4, 14, 2, tzinfo=UTC)
@@ -29,24 +28,12 @@ REFUSED = "gone@example.com"
 
 
 def chat(**overrides: Any) -> EmailMessage:
-    arguments: dict[str, Any] = {
-        "to": "rep@example.com",
-        "sender": "slackrouter <chat@example.com>",
-        "chatflow_name": "Sales",
-        "visitor_name": "Nora",
-        "visitor_email": "nora@example.org",
-        "identity_verified": True,
-        "page_url": "https://example.com/pricing",
-        "transcript": [
-            TranscriptLine("Nora", "Hi, do you ship to Norway?", T0),
-            TranscriptLine("Nora", "From Oslo, that is.", T0 + timedelta(seconds=30)),
-        ],
-        "reason": "Nobody on the route was available",
-        "conversation_id": "conv-1",
-        "domain": "chat.example.com",
-    }
-    arguments.update(overrides)
-    return chat_email(**arguments)
+    """The sample chat, with a line that starts with "From " as an mbox's separator lines do."""
+    transcript = [
+        TranscriptLine("Nora", "Hi, do you ship to Norway?", T0),
+        TranscriptLine("Nora", "From Oslo, that is.", T0 + timedelta(seconds=30)),
+    ]
+    return sample_chat(**{"transcript": transcript, "conversation_id": "conv-1", **overrides})
 
 
 def free_port() -> int:
@@ -64,9 +51,7 @@ class Received:
     @property
     def message(self) -> EmailMessage:
         assert isinstance(self.envelope.content, bytes)
-        parsed = email.message_from_bytes(self.envelope.content, policy=policy.default)
-        assert isinstance(parsed, EmailMessage)
-        return parsed
+        return parse_email(self.envelope.content)
 
 
 @dataclass
@@ -314,19 +299,7 @@ async def test_visitor_input_adds_no_header_and_no_recipient(
     [received] = server.inbox.received
     assert received.envelope.rcpt_tos == ["rep@example.com"]
     message = received.message
-    assert sorted(message.keys()) == sorted(
-        [
-            "Subject",
-            "From",
-            "To",
-            "Date",
-            "Message-ID",
-            "Auto-Submitted",
-            "X-Auto-Response-Suppress",
-            "MIME-Version",
-            "Content-Type",
-        ]
-    )
+    assert sorted(message.keys()) == sorted(CHAT_HEADERS - {"Reply-To"})
     assert "\n" not in message["Subject"] and "\r" not in message["Subject"]
 
 
@@ -348,12 +321,7 @@ async def test_mbox_keeps_every_message(tmp_path: Path, caplog: pytest.LogCaptur
         )
     )
 
-    def as_email(file: Any) -> EmailMessage:
-        parsed = email.message_from_binary_file(file, policy=policy.default)
-        assert isinstance(parsed, EmailMessage)
-        return parsed
-
-    box = mailbox.mbox(path, factory=as_email, create=False)
+    box = mailbox.mbox(path, factory=lambda file: parse_email(file.read()), create=False)
     try:
         first, second = box  # the reason's "From " line did not start a third message
     finally:

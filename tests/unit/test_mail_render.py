@@ -2,58 +2,20 @@
 
 from __future__ import annotations
 
-import email
-from datetime import UTC, datetime, timedelta
-from email import policy
+from datetime import datetime
 from email.message import EmailMessage
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from slackrouter.adapters.mail_render import TranscriptLine, chat_email
-
-T0 = datetime(2025, 3, 4, 14, 2, 5, tzinfo=UTC)
-EXPECTED_HEADERS = {
-    "Subject",
-    "From",
-    "To",
-    "Reply-To",
-    "Date",
-    "Message-ID",
-    "Auto-Submitted",
-    "X-Auto-Response-Suppress",
-    "MIME-Version",
-    "Content-Type",
-}
-
-
-def build(**overrides: Any) -> EmailMessage:
-    arguments: dict[str, Any] = {
-        "to": "rep@example.com",
-        "sender": "slackrouter <chat@example.com>",
-        "chatflow_name": "Sales",
-        "visitor_name": "Nora",
-        "visitor_email": "nora@example.org",
-        "identity_verified": False,
-        "page_url": "https://example.com/pricing?plan=team&seats=5",
-        "transcript": [
-            TranscriptLine("Nora", "Hi, do you ship to Norway?", T0),
-            TranscriptLine("Nora", "We need 5 seats.\nBy Friday.", T0 + timedelta(minutes=1)),
-        ],
-        "reason": "Nobody on the route was available",
-        "conversation_id": "c0ffee-42",
-        "domain": "chat.example.com",
-    }
-    arguments.update(overrides)
-    return chat_email(**arguments)
+from slackrouter.adapters.mail_render import TranscriptLine
+from tests.mail_samples import CHAT_HEADERS, CHAT_START, parse_email, sample_chat
 
 
 def reparsed(message: EmailMessage) -> EmailMessage:
     """The message as a receiver sees it: serialised to wire bytes and parsed back."""
-    parsed = email.message_from_bytes(message.as_bytes(), policy=policy.default)
-    assert isinstance(parsed, EmailMessage)
-    return parsed
+    return parse_email(message.as_bytes())
 
 
 def bodies(message: EmailMessage) -> tuple[str, str]:
@@ -64,7 +26,7 @@ def bodies(message: EmailMessage) -> tuple[str, str]:
 
 
 def test_headers_say_who_where_and_why() -> None:
-    message = reparsed(build())
+    message = reparsed(sample_chat())
 
     assert message["Subject"] == "Chat from Nora on Sales (no one was available)"
     assert message["From"] == "slackrouter <chat@example.com>"
@@ -73,11 +35,11 @@ def test_headers_say_who_where_and_why() -> None:
     assert message["Date"] == "Tue, 04 Mar 2025 14:03:05 +0000"  # the last line's time
     assert message["Message-ID"] == "<c0ffee-42.chat@chat.example.com>"
     assert message["Auto-Submitted"] == "auto-generated"
-    assert set(message.keys()) == EXPECTED_HEADERS
+    assert set(message.keys()) == CHAT_HEADERS
 
 
 def test_text_and_html_alternatives_carry_the_whole_chat() -> None:
-    message = reparsed(build())
+    message = reparsed(sample_chat())
 
     assert message.get_content_type() == "multipart/alternative"
     assert [part.get_content_type() for part in message.iter_parts()] == [
@@ -111,21 +73,21 @@ def test_text_and_html_alternatives_carry_the_whole_chat() -> None:
 
 
 def test_a_verified_identity_says_so() -> None:
-    text, _ = bodies(build(identity_verified=True))
+    text, _ = bodies(sample_chat(identity_verified=True))
 
     assert "Identity: verified by the website" in text
 
 
 def test_times_are_shown_in_the_zone_they_are_given_in() -> None:
-    oslo = T0.astimezone(ZoneInfo("Europe/Oslo"))
-    message = reparsed(build(transcript=[TranscriptLine("Nora", "Hei", oslo)]))
+    oslo = CHAT_START.astimezone(ZoneInfo("Europe/Oslo"))
+    message = reparsed(sample_chat(transcript=[TranscriptLine("Nora", "Hei", oslo)]))
 
     assert "2025-03-04 15:02 CET  Nora" in bodies(message)[0]
     assert message["Date"] == "Tue, 04 Mar 2025 15:02:05 +0100"
 
 
 def test_without_an_address_the_mail_still_goes_and_says_so() -> None:
-    message = reparsed(build(visitor_email=None))
+    message = reparsed(sample_chat(visitor_email=None))
 
     assert "Reply-To" not in message
     text, markup = bodies(message)
@@ -135,7 +97,7 @@ def test_without_an_address_the_mail_still_goes_and_says_so() -> None:
 
 
 def test_an_invalid_address_is_shown_but_not_replied_to() -> None:
-    message = reparsed(build(visitor_email="nora at example dot org"))
+    message = reparsed(sample_chat(visitor_email="nora at example dot org"))
 
     assert "Reply-To" not in message
     text, markup = bodies(message)
@@ -149,19 +111,20 @@ def test_an_invalid_address_is_shown_but_not_replied_to() -> None:
     ["nora", "nora@localhost", "Nora <nora@example.org>", "nora@example.org, x@y.z", ".n@ex.org"],
 )
 def test_only_one_plain_address_becomes_reply_to(address: str) -> None:
-    assert "Reply-To" not in reparsed(build(visitor_email=address))
+    assert "Reply-To" not in reparsed(sample_chat(visitor_email=address))
 
 
 def test_the_subject_falls_back_to_the_address_then_to_a_visitor() -> None:
-    assert build(visitor_name=None)["Subject"].startswith("Chat from nora@example.org on Sales")
-    anonymous = build(visitor_name="  ", visitor_email=None)
+    named_by_address = sample_chat(visitor_name=None)
+    assert named_by_address["Subject"].startswith("Chat from nora@example.org on Sales")
+    anonymous = sample_chat(visitor_name="  ", visitor_email=None)
     assert anonymous["Subject"] == "Chat from a visitor on Sales (no one was available)"
     assert "Visitor:  (no name given)" in bodies(anonymous)[0]
 
 
 def test_a_long_name_is_shortened_in_headers_only() -> None:
     name = "N" * 200
-    message = build(visitor_name=name)
+    message = sample_chat(visitor_name=name)
 
     assert message["Subject"] == f"Chat from {'N' * 63}… on Sales (no one was available)"
     assert message["Reply-To"].addresses[0].display_name == "N" * 63 + "…"
@@ -169,7 +132,9 @@ def test_a_long_name_is_shortened_in_headers_only() -> None:
 
 
 def test_non_ascii_names_survive_the_trip() -> None:
-    message = reparsed(build(visitor_name='Nóra Ødegård, "CEO" <ACME>', chatflow_name="Ventes"))
+    message = reparsed(
+        sample_chat(visitor_name='Nóra Ødegård, "CEO" <ACME>', chatflow_name="Ventes")
+    )
 
     assert (
         message["Subject"]
@@ -192,9 +157,9 @@ def test_non_ascii_names_survive_the_trip() -> None:
     ],
 )
 def test_visitor_input_never_makes_a_header(name: str, address: str) -> None:
-    message = reparsed(build(visitor_name=name, visitor_email=address, chatflow_name=name))
+    message = reparsed(sample_chat(visitor_name=name, visitor_email=address, chatflow_name=name))
 
-    assert set(message.keys()) <= EXPECTED_HEADERS
+    assert set(message.keys()) <= CHAT_HEADERS
     assert "Bcc" not in message and "X-Evil" not in message
     for header in message.keys():
         assert "\r" not in str(message[header]) and "\n" not in str(message[header])
@@ -209,9 +174,9 @@ def test_visitor_input_never_makes_a_header(name: str, address: str) -> None:
 def test_visitor_text_is_escaped_in_html_and_cleaned_in_text() -> None:
     hostile = '<script>alert(1)</script><img src="https://tracker.example/x.gif">\x00\x1b[31m'
     message = reparsed(
-        build(
+        sample_chat(
             visitor_name="<b>Nora</b>",
-            transcript=[TranscriptLine("<i>Nora</i>", hostile + "\r\nbye\ud800", T0)],
+            transcript=[TranscriptLine("<i>Nora</i>", hostile + "\r\nbye\ud800", CHAT_START)],
             page_url="javascript:alert(1)",
         )
     )
@@ -226,7 +191,7 @@ def test_visitor_text_is_escaped_in_html_and_cleaned_in_text() -> None:
 
 
 def test_building_twice_gives_the_same_bytes() -> None:
-    assert build().as_bytes() == build().as_bytes()
+    assert sample_chat().as_bytes() == sample_chat().as_bytes()
 
 
 @pytest.mark.parametrize(
@@ -243,7 +208,7 @@ def test_building_twice_gives_the_same_bytes() -> None:
 )
 def test_bad_configuration_is_refused(overrides: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
-        build(**overrides)
+        sample_chat(**overrides)
 
 
 def test_a_transcript_time_must_be_aware() -> None:
