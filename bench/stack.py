@@ -15,56 +15,33 @@ import contextlib
 import itertools
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import httpx
-from sqlalchemy import func, select, update
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy import select
 
-from slackrouter.adapters.db.database import create_engine, session_factory
-from slackrouter.adapters.db.models import Chatflow, Conversation, OutboxItem, Rep, SlackThread
+from slackrouter.adapters.db.models import Chatflow, Conversation, SlackThread
 from slackrouter.clock import utcnow
-from slackrouter.config import normalize_database_url
-from slackrouter.services.chatflows import ChatflowSpec, create_chatflow
+from slackrouter.sandbox.processes import (
+    HOST,
+    AppProcess,
+    ChildProcess,
+    eventually,
+    free_port,
+    start_fake_slack,
+    until_answering,
+)
+from slackrouter.sandbox.scratch_database import TEAM_ID, ScratchDatabase, scratch_database
 
-HOST = "127.0.0.1"
-TEAM_ID = "T0001"
 SIGNING_SECRET = "bench-signing-secret-5c0f1e2d3a4b"
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 ROOT = Path(__file__).resolve().parent.parent  # where `python -m bench.…` finds the package
-T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
-
-
-async def eventually(
-    check: Callable[[], Awaitable[T]], *, within: float, what: str, interval: float = 0.1
-) -> T:
-    """Poll `check` until it returns something truthy; fail after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what}: not within {within:g} s (last value: {value!r})")
-        await asyncio.sleep(interval)
 
 
 def reps(count: int, prefix: str) -> tuple[str, ...]:
@@ -91,123 +68,23 @@ def cpu_seconds(pid: int) -> float:
 
 # --- processes ------------------------------------------------------------------------------
 
-_SETTINGS_PREFIXES = (
-    "SLACK_",
-    "DATABASE_URL",
-    "HOST",
-    "PORT",
-    "PUBLIC_URL",
-    "LOG_LEVEL",
-    "PRESENCE_",
-    "DELIVERY_",
-    "MAX_",
-    "SMTP_",
-    "MAIL_FROM",
-    "MBOX_PATH",
-    "EMAIL_",
-    "TIMER_",
-    "RATE_LIMIT_",
-    "SLACKROUTER_",
-)
-
-
-def clean_environment() -> dict[str, str]:
-    """This process's environment without any slackrouter setting."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(_SETTINGS_PREFIXES)}
-
-
-@dataclass
-class Process:
-    """A child process whose output goes to a log file."""
-
-    name: str
-    command: list[str]
-    log: Path
-    env: dict[str, str] = field(default_factory=clean_environment)
-    cwd: Path | None = None
-    popen: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as output:
-            self.popen = subprocess.Popen(
-                self.command,
-                env=self.env,
-                cwd=self.cwd or self.log.parent,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-
-    @property
-    def pid(self) -> int:
-        assert self.popen is not None
-        return self.popen.pid
-
-    def check_alive(self) -> None:
-        if self.popen is None or self.popen.poll() is not None:
-            raise RuntimeError(f"{self.name} exited; the end of {self.log}:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        if self.popen is None or self.popen.poll() is not None:
-            return
-        self.popen.send_signal(signal.SIGTERM)
-        try:
-            self.popen.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
-
-    def log_tail(self, lines: int = 40) -> str:
-        if not self.log.exists():
-            return ""
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-
-async def _answers(process: Process, url: str, path: str, within: float = 60) -> None:
-    async with httpx.AsyncClient(base_url=url, timeout=5) as http:
-
-        async def up() -> bool:
-            process.check_alive()
-            with contextlib.suppress(httpx.TransportError):
-                return (await http.get(path)).status_code < 500
-            return False
-
-        await eventually(up, within=within, what=f"{process.name} starts", interval=0.05)
-
 
 class FakeSlack:
     """`python -m slackrouter.sandbox` with these members, and its control API."""
 
     def __init__(self, workdir: Path, members: Iterable[str]) -> None:
-        self._url_file = workdir / "slack.url"
-        self._url_file.unlink(missing_ok=True)
-        self.process = Process(
-            "fake Slack",
-            [
-                sys.executable,
-                "-m",
-                "slackrouter.sandbox",
-                "--port",
-                "0",
-                "--url-file",
-                str(self._url_file),
-                "--signing-secret",
-                SIGNING_SECRET,
-                *(f"--rep={user_id}=Rep{user_id[1:]}" for user_id in members),
-            ],
-            workdir / "slack.log",
-        )
+        self._workdir = workdir
+        self._members = tuple(members)
+        self.process: ChildProcess | None = None
         self.url = ""
         self._http: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
-        self.process.start()
-
-        async def written() -> str:
-            self.process.check_alive()
-            return self._url_file.read_text().strip() if self._url_file.exists() else ""
-
-        self.url = await eventually(written, within=30, what="the fake Slack starts", interval=0.05)
+        self.process, self.url = await start_fake_slack(
+            self._workdir,
+            SIGNING_SECRET,
+            ((user_id, f"Rep{user_id[1:]}") for user_id in self._members),
+        )
         self._http = httpx.AsyncClient(base_url=self.url, timeout=60)
 
     @property
@@ -247,30 +124,17 @@ class FakeSlack:
     async def stop(self) -> None:
         if self._http is not None:
             await self._http.aclose()
-        self.process.stop()
+        if self.process is not None:
+            self.process.stop()
 
 
 class App:
-    """One `slackrouter run` process."""
+    """One `slackrouter run` process, answering once started."""
 
     def __init__(self, name: str, workdir: Path, settings: dict[str, str]) -> None:
-        self.port = free_port()
-        self.process = Process(
-            name,
-            [sys.executable, "-m", "slackrouter", "run"],
-            workdir / f"{name}.log",
-            env={
-                **clean_environment(),
-                **settings,
-                "HOST": HOST,
-                "PORT": str(self.port),
-                "PYTHONUNBUFFERED": "1",
-            },
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        self.process = AppProcess(name, workdir, settings)
+        self.port = self.process.port
+        self.url = self.process.url
 
     @property
     def pid(self) -> int:
@@ -278,7 +142,7 @@ class App:
 
     async def start(self) -> None:
         self.process.start()
-        await _answers(self.process, self.url, "/openapi.json")
+        await self.process.ready()
 
     def stop(self) -> None:
         self.process.stop()
@@ -289,7 +153,7 @@ class Bare:
 
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
-        self.process = Process(
+        self.process = ChildProcess(
             "bare endpoint",
             [sys.executable, "-m", "bench.bare", str(self.port)],
             workdir / "bare.log",
@@ -298,7 +162,7 @@ class Bare:
 
     async def start(self) -> None:
         self.process.start()
-        await _answers(self.process, f"http://{HOST}:{self.port}", "/openapi.json")
+        await until_answering(self.process, f"http://{HOST}:{self.port}")
 
     def stop(self) -> None:
         self.process.stop()
@@ -380,53 +244,15 @@ async def next_line(lines: asyncio.StreamReader, what: str) -> dict[str, Any]:
 # --- the database ---------------------------------------------------------------------------
 
 
-@dataclass
-class Database:
+class Database(ScratchDatabase):
     """The app's database as the benchmark sees it; `url` is the app's DATABASE_URL."""
 
-    kind: str
-    url: str
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-
-    async def chatflow(self, route: Sequence[str], **columns: Any) -> Chatflow:
-        """A chatflow made with the Python API, then given `columns` (assignment, ...)."""
-        chatflow = await create_chatflow(
-            self.sessions,
-            team_id=TEAM_ID,
-            spec=ChatflowSpec(name="Website", route_users=tuple(route)),
-            clock=utcnow,
-        )
-        if columns:
-            async with self.sessions() as session, session.begin():
-                await session.execute(
-                    update(Chatflow).where(Chatflow.id == chatflow.id).values(**columns)
-                )
-        return chatflow
-
-    async def until_available(self, user_ids: Sequence[str], within: float = 60) -> None:
-        """Wait until the app has polled these reps' presence and sees each one active."""
-
-        async def active() -> bool:
-            async with self.sessions() as session:
-                count = await session.scalar(
-                    select(func.count())
-                    .select_from(Rep)
-                    .where(Rep.user_id.in_(list(user_ids)), Rep.presence == "active")
-                )
-            return count == len(user_ids)
-
-        await eventually(active, within=within, what="the app sees the reps available")
-
-    async def unfinished(self) -> int:
-        """Outbox rows neither done nor failed."""
-        async with self.sessions() as session:
-            count = await session.scalar(
-                select(func.count())
-                .select_from(OutboxItem)
-                .where(OutboxItem.status.not_in(("done", "failed")))
-            )
-        return int(count or 0)
+    async def chatflow(
+        self, route: Sequence[str], *, name: str = "Website", **columns: Any
+    ) -> Chatflow:
+        """As `ScratchDatabase.chatflow`, but named "Website" by default: the name is in every
+        post to Slack, and the benchmark's figures have been measured with this one."""
+        return await super().chatflow(route, name=name, **columns)
 
     async def settled(self, within: float) -> None:
         """Wait until the outbox owes nothing."""
@@ -482,39 +308,7 @@ async def postgres_available() -> bool:
 async def fresh_database(kind: str, workdir: Path) -> AsyncIterator[Database]:
     """An empty, migrated database: a SQLite file, or a new PostgreSQL database (dropped at
     the end)."""
-    admin: asyncpg.Connection | None = None
-    name = f"slackrouter_bench_{uuid.uuid4().hex[:10]}"
-    if kind == "sqlite":
-        url = f"sqlite:///{workdir / (name + '.db')}"
-    else:
-        admin = await asyncpg.connect(POSTGRES_URL)
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    try:
-        await migrate(url, workdir)
-        engine = create_engine(normalize_database_url(url))
-        try:
-            yield Database(kind, url, engine, session_factory(engine))
-        finally:
-            await engine.dispose()
-    finally:
-        if admin is not None:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
-
-
-async def migrate(database_url: str, workdir: Path) -> None:
-    """`slackrouter migrate`, as a deploy step runs it."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "slackrouter",
-        "migrate",
-        env={**clean_environment(), "DATABASE_URL": database_url},
-        cwd=workdir,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await process.communicate()
-    if process.returncode != 0:
-        raise RuntimeError(f"slackrouter migrate failed:\n{output.decode(errors='replace')}")
+    async with scratch_database(
+        Database, kind, workdir, server_url=POSTGRES_URL, prefix="slackrouter_bench_"
+    ) as database:
+        yield database

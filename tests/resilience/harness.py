@@ -7,63 +7,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import asyncpg
 import httpx
-from sqlalchemy import func, select, update
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy import select
 
-from slackrouter.adapters.db.database import create_engine, session_factory
-from slackrouter.adapters.db.models import Chatflow, Message, OutboxItem, Rep
-from slackrouter.clock import utcnow
-from slackrouter.config import normalize_database_url
-from slackrouter.services.chatflows import ChatflowSpec, create_chatflow
+from slackrouter.adapters.db.models import Message, OutboxItem
+from slackrouter.sandbox.processes import HOST as HOST  # for the tests
+from slackrouter.sandbox.processes import AppProcess, ChildProcess, eventually, start_fake_slack
+from slackrouter.sandbox.processes import free_port as free_port  # for the tests
+from slackrouter.sandbox.scratch_database import ScratchDatabase, scratch_database
 from tests.conftest import POSTGRES_URL
 
 SIGNING_SECRET = "resilience-signing-secret-0123456789"
-TEAM_ID = "T0001"
-HOST = "127.0.0.1"
 TAG = re.compile(r"msg-[0-9a-f]{12}")
-T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
 
 
 def new_tag() -> str:
     """A marker put in a visitor message's text, so its posts in Slack can be counted."""
     return f"msg-{uuid.uuid4().hex[:12]}"
-
-
-async def eventually(
-    check: Callable[[], Awaitable[T]], *, within: float, what: str, interval: float = 0.2
-) -> T:
-    """Poll `check` until it returns something truthy; fail after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {within:g}s (last value: {value!r})")
-        await asyncio.sleep(interval)
 
 
 def reps(count: int, prefix: str = "U0REP") -> tuple[str, ...]:
@@ -109,7 +78,7 @@ class OutageCounts:
 class SlackProcess:
     """`python -m slackrouter.sandbox` and its control API."""
 
-    def __init__(self, process: subprocess.Popen[bytes], url: str) -> None:
+    def __init__(self, process: ChildProcess, url: str) -> None:
         self.process = process
         self.url = url
         self.http = httpx.AsyncClient(base_url=url, timeout=30)
@@ -167,7 +136,7 @@ class SlackProcess:
 
     async def close(self) -> None:
         await self.http.aclose()
-        _terminate(self.process)
+        self.process.stop()
 
 
 @contextlib.asynccontextmanager
@@ -175,33 +144,7 @@ async def slack_process(
     workdir: Path, members: Iterable[tuple[str, str]]
 ) -> AsyncIterator[SlackProcess]:
     """The fake Slack as a process, with these members (`(user id, name)`)."""
-    url_file = workdir / "slack.url"
-    url_file.unlink(missing_ok=True)
-    log = workdir / "slack.log"
-    command = [
-        sys.executable,
-        "-m",
-        "slackrouter.sandbox",
-        "--port",
-        "0",
-        "--url-file",
-        str(url_file),
-        "--signing-secret",
-        SIGNING_SECRET,
-        *(f"--rep={user_id}={name}" for user_id, name in members),
-    ]
-    process = _spawn(command, log, workdir, os.environ.copy())
-    try:
-
-        async def started() -> str:
-            if process.poll() is not None:
-                raise AssertionError(f"the fake Slack exited:\n{log.read_text()}")
-            return url_file.read_text().strip() if url_file.exists() else ""
-
-        url = await eventually(started, within=30, what="the fake Slack starts", interval=0.05)
-    except BaseException:
-        _terminate(process)
-        raise
+    process, url = await start_fake_slack(workdir, SIGNING_SECRET, members)
     slack = SlackProcess(process, url)
     try:
         yield slack
@@ -209,68 +152,11 @@ async def slack_process(
         await slack.close()
 
 
-def _spawn(
-    command: Sequence[str], log: Path, workdir: Path, env: dict[str, str]
-) -> subprocess.Popen[bytes]:
-    """Start a process whose output is appended to `log`."""
-    with log.open("ab") as output:
-        return subprocess.Popen(
-            command, env=env, cwd=workdir, stdout=output, stderr=subprocess.STDOUT
-        )
-
-
-def _terminate(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 # --- the database ---------------------------------------------------------------------------
 
 
-@dataclass
-class Store:
+class Store(ScratchDatabase):
     """The app's database, as the test sees it: `url` is what the app gets as DATABASE_URL."""
-
-    url: str
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-
-    async def chatflow(
-        self,
-        route: Sequence[str],
-        *,
-        name: str = "Sales",
-        **columns: Any,
-    ) -> Chatflow:
-        """A chatflow made with the Python API, then given `columns` (assignment,
-        escalation_seconds, offline_fallback, webhook_url ...)."""
-        chatflow = await create_chatflow(
-            self.sessions,
-            team_id=TEAM_ID,
-            spec=ChatflowSpec(name=name, route_users=tuple(route)),
-            clock=utcnow,
-        )
-        if columns:
-            async with self.sessions() as session, session.begin():
-                await session.execute(
-                    update(Chatflow).where(Chatflow.id == chatflow.id).values(**columns)
-                )
-        return chatflow
-
-    async def active_reps(self, user_ids: Iterable[str]) -> int:
-        """How many of these reps the app has seen active in Slack."""
-        async with self.sessions() as session:
-            count = await session.scalar(
-                select(func.count())
-                .select_from(Rep)
-                .where(Rep.user_id.in_(list(user_ids)), Rep.presence == "active")
-            )
-        return int(count or 0)
 
     async def outbox(self, kind: str | None = None) -> list[OutboxItem]:
         async with self.sessions() as session:
@@ -287,10 +173,6 @@ class Store:
             for item in await self.outbox()
             if item.status == "failed" and item.conversation_id in wanted
         ]
-
-    async def unfinished(self) -> int:
-        """Outbox rows neither done nor failed."""
-        return sum(1 for item in await self.outbox() if item.status not in ("done", "failed"))
 
     async def settled(self, within: float = 90) -> None:
         """Wait until the outbox owes nothing more (every row done or failed)."""
@@ -317,136 +199,14 @@ class Store:
 @contextlib.asynccontextmanager
 async def fresh_store(kind: str, workdir: Path) -> AsyncIterator[Store]:
     """An empty database, migrated by `slackrouter migrate`: a SQLite file, or a new PostgreSQL
-    database (the app reads DATABASE_URL only, so a schema of the test database would not do)."""
-    admin: asyncpg.Connection | None = None
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    if kind == "sqlite":
-        url = f"sqlite:///{workdir / 'slackrouter.db'}"
-    else:
-        server = make_url(POSTGRES_URL)
-        admin = await asyncpg.connect(
-            server.set(drivername="postgresql").render_as_string(hide_password=False)
-        )
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        url = server.set(drivername="postgresql", database=name).render_as_string(
-            hide_password=False
-        )
-    try:
-        await migrate(url, workdir)
-        engine = create_engine(normalize_database_url(url))
-        try:
-            yield Store(url, engine, session_factory(engine))
-        finally:
-            await engine.dispose()
-    finally:
-        if admin is not None:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
-
-
-async def migrate(database_url: str, workdir: Path) -> None:
-    """`slackrouter migrate`, as a deploy step runs it."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "slackrouter",
-        "migrate",
-        env={**_clean_environment(), "DATABASE_URL": database_url},
-        cwd=workdir,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await process.communicate()
-    assert process.returncode == 0, f"slackrouter migrate failed:\n{output.decode()}"
+    database (dropped at the end)."""
+    async with scratch_database(
+        Store, kind, workdir, server_url=POSTGRES_URL, prefix="t_"
+    ) as store:
+        yield store
 
 
 # --- the app process ------------------------------------------------------------------------
-
-_SETTINGS = (
-    "SLACK_",
-    "DATABASE_URL",
-    "HOST",
-    "PORT",
-    "PUBLIC_URL",
-    "LOG_LEVEL",
-    "PRESENCE_",
-    "DELIVERY_",
-    "MAX_",
-    "SMTP_",
-    "MAIL_FROM",
-    "MBOX_PATH",
-    "EMAIL_",
-    "TIMER_",
-    "RATE_LIMIT_",
-    "SLACKROUTER_",
-)
-
-
-def _clean_environment() -> dict[str, str]:
-    """This process's environment without any slackrouter setting."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(_SETTINGS)}
-
-
-@dataclass
-class AppProcess:
-    """One `slackrouter run` process; `start` again after `kill` restarts it on the same port."""
-
-    name: str
-    workdir: Path
-    settings: dict[str, str]
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-    runs: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    @property
-    def log(self) -> Path:
-        return self.workdir / f"{self.name}.log"
-
-    def start(self) -> None:
-        assert self.process is None or self.process.poll() is not None, "already running"
-        self.runs += 1
-        env = {
-            **_clean_environment(),
-            "HOST": HOST,
-            "PORT": str(self.port),
-            "PYTHONUNBUFFERED": "1",
-            **self.settings,
-        }
-        with self.log.open("a") as output:
-            output.write(f"--- run {self.runs} ---\n")
-        self.process = _spawn(
-            [sys.executable, "-m", "slackrouter", "run"], self.log, self.workdir, env
-        )
-
-    async def ready(self, within: float = 60) -> None:
-        """Wait until the app answers HTTP."""
-        async with httpx.AsyncClient(base_url=self.url, timeout=5) as http:
-
-            async def answers() -> bool:
-                if self.process is None or self.process.poll() is not None:
-                    raise AssertionError(f"{self.name} exited:\n{self.log_tail()}")
-                with contextlib.suppress(httpx.TransportError):
-                    return (await http.get("/openapi.json")).status_code == 200
-                return False
-
-            await eventually(answers, within=within, what=f"{self.name} starts", interval=0.1)
-
-    def kill(self) -> None:
-        """`kill -9`: no shutdown, no flush, nothing finished."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            _terminate(self.process)
-
-    def log_tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
 def app_settings(store: Store, slack: SlackProcess, workdir: Path, **extra: str) -> dict[str, str]:
@@ -513,11 +273,7 @@ async def deployment(
 
 async def until_routed(store: Store, route: Sequence[str]) -> None:
     """Wait until the app has polled the reps' presence and sees every one of them active."""
-
-    async def seen() -> bool:
-        return await store.active_reps(route) == len(route)
-
-    await eventually(seen, within=60, what="the app sees the reps active")
+    await store.until_available(route)
 
 
 # --- visitors -------------------------------------------------------------------------------
@@ -673,8 +429,8 @@ async def all_posted(slack: SlackProcess, tags: set[str], within: float = 90) ->
 
     try:
         return await eventually(complete, within=within, what="every accepted message is posted")
-    except AssertionError as error:
-        raise AssertionError(f"{error}; {len(missing)} never posted") from None
+    except TimeoutError as error:
+        raise TimeoutError(f"{error}; {len(missing)} never posted") from None
 
 
 class FiguresLog:
