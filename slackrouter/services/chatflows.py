@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from slackrouter.adapters.db import repository as repo
 from slackrouter.adapters.db.models import Chatflow
 from slackrouter.clock import Clock
+from slackrouter.services.chatflow_admin import ChatflowInvalid, ChatflowSettings, validate
 from slackrouter.services.widget_look import validate_look
 
 
@@ -27,20 +28,22 @@ class ChatflowSpec:
 
 
 def _validate(spec: ChatflowSpec) -> None:
-    if not spec.name.strip():
-        raise ValueError("name: must not be empty")
-    for user_id in spec.route_users:
-        if not (user_id[:1] in {"U", "W"} and user_id.isalnum()):
-            raise ValueError(f"route: {user_id!r} is not a Slack user id (U… or W…)")
-    if spec.note_prefix is not None and not spec.note_prefix.strip():
-        raise ValueError("note prefix: must not be empty")
+    """The rules of the admin modal (ChatflowInvalid, a ValueError, names each problem)."""
+    given = {
+        field: value
+        for field in ("welcome_message", "away_message", "note_prefix")
+        if (value := getattr(spec, field)) is not None
+    }
+    errors = validate(ChatflowSettings(name=spec.name, route_users=spec.route_users, **given))
+    if errors:
+        raise ChatflowInvalid(errors)
 
 
 async def create_chatflow(
     sessions: async_sessionmaker[AsyncSession], *, team_id: str, spec: ChatflowSpec, clock: Clock
 ) -> Chatflow:
-    """A new chatflow with a fresh public key and signing secret (InvalidLook, a ValueError,
-    for a widget look that is not valid)."""
+    """A new chatflow with a fresh public key and signing secret. ChatflowInvalid or InvalidLook
+    (both ValueErrors) for settings the admin modal would refuse or a widget look not valid."""
     _validate(spec)
     widget = validate_look(spec.widget)
     chatflow = Chatflow(

@@ -45,6 +45,20 @@ async def test_chatflows_add_then_list(
     assert "Website" in capsys.readouterr().out
 
 
+async def test_chatflows_add_refuses_what_the_admin_modal_refuses_and_creates_nothing(
+    operator_env: FakeSlack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    too_long = "x" * 3001
+    add = ("chatflows", "add", "--name", "Website", "--route", " , ", "--away-message", too_long)
+    assert await run(*add) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("slackrouter: error: chatflow route: route chats to at least one")
+    assert "away_message: at most 3,000 characters (3,001 given)" in error
+    assert len(error.splitlines()) == 1
+    assert await run("chatflows", "list") == 0
+    assert "Website" not in capsys.readouterr().out
+
+
 async def test_contacts_import_all_or_nothing_with_line_numbers(
     operator_env: FakeSlack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
