@@ -102,7 +102,9 @@ async def main_stack(kind: str, sizes: Sizes, workdir: Path, results: Results) -
             chats_flow = await database.chatflow(CHAT_REPS, **common)
             limits_flow = await database.chatflow(limit_reps, **common)
             replicas_flow = await database.chatflow(REPLICA_REPS, **common)
-            idle_flow = await database.chatflow((), **common)  # nobody: every chat is away
+            # Nobody on the route, so every chat is away. Slack's modal and `chatflows add` refuse
+            # such a chatflow (its chats would be lost); the benchmark empties the route after.
+            idle_flow = await database.chatflow(CHAT_REPS[:1], route_users=[], **common)
             settings = app_settings(database, slack, workdir)
 
             app = App("app", workdir, settings)
