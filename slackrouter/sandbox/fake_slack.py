@@ -14,6 +14,11 @@ answers 400; acting as a person before `configure_events` answers 409):
 - `POST /sandbox/reply` `{user, channel, thread_ts?, text}`: the person writes; `thread_ts`
   "latest" means the newest top-level message of that channel
 - `POST /sandbox/edit` `{user, channel, ts, text}` and `POST /sandbox/delete` `{channel, ts}`
+- `POST /sandbox/click` `{user, channel, ts, action_id}`: the person clicks the button
+  `action_id` of an `actions` block of the message at `ts`; the app receives Slack's signed
+  `block_actions` interaction (`payload=<json>`, form-encoded) with the message clicked, channel,
+  container, trigger_id and response_url. No such message or button answers 404 and sends nothing;
+  a conversation the person is not in answers 403; an app that fails the request, 502
 """
 
 from __future__ import annotations
@@ -49,10 +54,13 @@ from starlette.routing import Route
 from slackrouter.sandbox.fake_slack_app import FakeSlackAppMixin
 from slackrouter.sandbox.slack_requests import (
     SlackRequestSender,
+    block_actions_payload,
+    hook_url,
     message_event,
     new_id,
     rich_text_blocks,
 )
+from slackrouter.sandbox.socket_mode import SocketModeSender
 
 JSON = dict[str, Any]
 
@@ -136,6 +144,14 @@ class _Dnd:
     enabled: bool
     next_start: int
     next_end: int
+
+
+class _SandboxError(Exception):
+    """A control API refusal with its HTTP status, e.g. 404 for a message that is not there."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class _ApiError(Exception):
@@ -429,6 +445,7 @@ class FakeSlack(FakeSlackAppMixin):
                         ("reply", self._sandbox_reply),
                         ("edit", self._sandbox_edit),
                         ("delete", self._sandbox_delete),
+                        ("click", self._sandbox_click),
                     )
                 ),
             ]
@@ -773,6 +790,44 @@ class FakeSlack(FakeSlackAppMixin):
         message.update(text=new_text, blocks=rich_text_blocks(new_text))
         return await self._deliver(sender, self._edited(channel, message, previous, user_id))
 
+    async def user_clicks(self, user_id: str, channel: str, ts: str, action_id: str) -> JSON:
+        """`user_id` clicks the button `action_id` in an `actions` block of the message at `ts`
+        in `channel`; delivers Slack's `block_actions` interaction and returns its payload.
+        Raises `_SandboxError` (nothing is sent) when there is no such message or button, when
+        the person cannot see the conversation, or when the app does not accept the request."""
+        self._user(user_id)
+        conversation = self.channels.get(channel)
+        message = self._find(channel, ts)
+        if conversation is None or message is None:
+            raise _SandboxError(404, f"no message {ts} in {channel}")
+        found = _button(message, action_id)
+        if found is None:
+            raise _SandboxError(404, f"message {ts} in {channel} has no button {action_id}")
+        if conversation["is_private"] and user_id not in self._members[channel]:
+            raise _SandboxError(403, f"{user_id} is not in {channel}")
+        sender = self.sender
+        block_id, button = found
+        payload = block_actions_payload(
+            user_id=user_id,
+            user_name=self.users[user_id]["name"],
+            action_id=action_id,
+            value=button.get("value"),
+            block_id=block_id,
+            action={key: button[key] for key in ("text", "style") if key in button},
+            message=copy.deepcopy(message),
+            channel_id=channel,
+            team_id=self.team_id,
+            api_app_id=self.app_id,
+            response_url=hook_url("actions", self.team_id, sender.hooks_url),
+        )
+        payload["channel"]["name"] = (
+            "directmessage" if conversation["is_im"] else conversation.get("name", channel)
+        )
+        if message.get("thread_ts") not in (None, ts):
+            payload["container"]["thread_ts"] = message["thread_ts"]
+        await _send_interaction(sender, payload)
+        return payload
+
     async def user_deletes(self, channel: str, ts: str) -> JSON:
         """The author deletes a message; delivers `message_deleted`. Returns the envelope."""
         sender = self.sender
@@ -860,6 +915,8 @@ class FakeSlack(FakeSlackAppMixin):
             try:
                 body = await request.json()
                 return _json({"ok": True, **await action(body)})
+            except _SandboxError as error:
+                return _json({"ok": False, "error": str(error)}, error.status)
             except (KeyError, ValueError, TypeError) as error:
                 return _json({"ok": False, "error": f"{type(error).__name__}: {error}"}, 400)
             except RuntimeError as error:
@@ -894,6 +951,13 @@ class FakeSlack(FakeSlackAppMixin):
 
     async def _sandbox_delete(self, body: JSON) -> JSON:
         return _receipt(await self.user_deletes(body["channel"], body["ts"]))
+
+    async def _sandbox_click(self, body: JSON) -> JSON:
+        payload = await self.user_clicks(
+            body["user"], body["channel"], body["ts"], body["action_id"]
+        )
+        [action] = payload["actions"]
+        return {"trigger_id": payload["trigger_id"], "action_ts": action["action_ts"]}
 
     # --- Web API methods --------------------------------------------------------------------
 
@@ -1602,6 +1666,35 @@ class FakeSlack(FakeSlackAppMixin):
 
 
 _THREAD_FIELDS = ("thread_ts", "reply_count", "reply_users", "reply_users_count", "latest_reply")
+
+
+def _button(message: JSON, action_id: str) -> tuple[str, JSON] | None:
+    """The block id and the button `action_id` in the `actions` blocks of a message."""
+    for block in message.get("blocks") or []:
+        if not isinstance(block, dict) or block.get("type") != "actions":
+            continue
+        for element in block.get("elements") or []:
+            if (
+                isinstance(element, dict)
+                and element.get("type") == "button"
+                and element.get("action_id") == action_id
+            ):
+                return str(block.get("block_id", "")), element
+    return None
+
+
+async def _send_interaction(sender: SlackRequestSender, payload: JSON) -> None:
+    """Deliver an interaction over HTTP or the Socket Mode link; `_SandboxError` (502) when the
+    app is unreachable or refuses it (Slack shows the clicker a warning then)."""
+    if isinstance(sender, SocketModeSender):
+        await sender.server.ack(await sender.server.send("interactive", payload))
+        return
+    try:
+        response = await sender.send_interaction(payload)
+    except httpx.HTTPError as error:
+        raise _SandboxError(502, f"the app did not answer: {error!r}") from None
+    if not response.is_success:
+        raise _SandboxError(502, f"the app answered HTTP {response.status_code}")
 
 
 def _receipt(envelope: JSON) -> JSON:

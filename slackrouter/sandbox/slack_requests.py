@@ -155,7 +155,7 @@ def block_actions_payload(
         }
         payload["channel"] = {"id": channel_id, "name": channel_id}
         payload["message"] = dict(message)
-        payload["response_url"] = response_url or _hook_url("actions", team_id)
+        payload["response_url"] = response_url or hook_url("actions", team_id)
     elif view is not None:
         payload["container"] = {"type": "view", "view_id": view.get("id", "")}
         payload["view"] = dict(view)
@@ -240,7 +240,7 @@ def message_shortcut_payload(
         "trigger_id": trigger_id or new_trigger_id(),
         "message_ts": message["ts"],
         "message": dict(message),
-        "response_url": response_url or _hook_url("app", team_id),
+        "response_url": response_url or hook_url("app", team_id),
     }
 
 
@@ -273,7 +273,7 @@ def block_suggestion_payload(
     }
 
 
-def _hook_url(kind: str, team_id: str, base: str = "https://hooks.slack.com") -> str:
+def hook_url(kind: str, team_id: str, base: str = "https://hooks.slack.com") -> str:
     return f"{base}/{kind}/{team_id}/{secrets.randbelow(10**12)}/{secrets.token_urlsafe(18)}"
 
 
@@ -398,7 +398,7 @@ class SlackRequestSender:
             "text": text,
             "api_app_id": self.api_app_id,
             "is_enterprise_install": "false",
-            "response_url": response_url or _hook_url("commands", self.team_id, self.hooks_url),
+            "response_url": response_url or hook_url("commands", self.team_id, self.hooks_url),
             "trigger_id": trigger_id or new_trigger_id(),
         }
         body = urlencode(form).encode()

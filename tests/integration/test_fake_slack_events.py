@@ -260,6 +260,61 @@ async def test_sandbox_control_api(world: World) -> None:
     assert [r["text"] for r in dm["messages"][0]["replies"]] == ["hello!"]
 
 
+async def test_a_sandbox_click_is_the_persons_signed_block_actions(world: World) -> None:
+    claim = {
+        "type": "button",
+        "action_id": "chat_claim",
+        "text": {"type": "plain_text", "text": "Claim"},
+        "style": "primary",
+        "value": "conv-1",
+    }
+    blocks = [
+        {"type": "section", "text": {"type": "plain_text", "text": "New chat"}},
+        {"type": "actions", "block_id": "chat_actions", "elements": [claim]},
+    ]
+    posted = await world.client.chat_postMessage(channel="U1", text="New chat", blocks=blocks)
+    ts = posted["ts"]
+    world.fake.add_user("U2", "bob")
+    click = {"user": "U1", "channel": "DU1", "ts": ts, "action_id": "chat_claim"}
+    async with httpx.AsyncClient(base_url=f"{world.slack_url}/sandbox") as http:
+        answer = await http.post("/click", json=click)
+        no_message = await http.post("/click", json={**click, "ts": "1.000001"})
+        no_channel = await http.post("/click", json={**click, "channel": "C404"})
+        no_button = await http.post("/click", json={**click, "action_id": "chat_nope"})
+        not_theirs = await http.post("/click", json={**click, "user": "U2"})
+        incomplete = await http.post("/click", json={"user": "U1", "channel": "DU1"})
+
+    assert answer.status_code == 200 and answer.json()["ok"] is True
+    assert [r.status_code for r in (no_message, no_channel, no_button)] == [404] * 3
+    assert no_message.json() == {"ok": False, "error": "no message 1.000001 in DU1"}
+    assert "no button chat_nope" in no_button.json()["error"]
+    assert (not_theirs.status_code, incomplete.status_code) == (403, 400)
+    [received] = world.receiver.received  # the refused clicks sent nothing
+    assert received.verified
+    assert received.headers["content-type"] == "application/x-www-form-urlencoded"
+    [raw] = parse_qs(received.body.decode())["payload"]
+    payload = json.loads(raw)
+    assert payload["type"] == "block_actions"
+    assert (payload["team"]["id"], payload["api_app_id"]) == ("T0001", "A0001")
+    assert (payload["user"]["id"], payload["user"]["name"]) == ("U1", "alice")
+    [action] = payload["actions"]
+    assert action["action_id"] == "chat_claim" and action["block_id"] == "chat_actions"
+    assert (action["type"], action["value"], action["style"]) == ("button", "conv-1", "primary")
+    assert action["text"] == {"type": "plain_text", "text": "Claim"}
+    assert payload["container"] == {
+        "type": "message",
+        "message_ts": ts,
+        "channel_id": "DU1",
+        "is_ephemeral": False,
+    }
+    assert payload["channel"] == {"id": "DU1", "name": "directmessage"}
+    [stored] = (await world.client.conversations_history(channel="DU1"))["messages"]
+    assert payload["message"] == stored
+    assert payload["message"]["blocks"][1]["elements"] == [claim]
+    assert payload["trigger_id"] == answer.json()["trigger_id"]
+    assert payload["response_url"].startswith(f"{world.slack_url}/hooks/actions/T0001/")
+
+
 async def test_sandbox_replies_need_an_app_to_deliver_to() -> None:
     fake = _workspace()
     async with serve(fake.asgi) as slack_url, httpx.AsyncClient() as http:
