@@ -4,6 +4,7 @@ see each other's data, uninstalling and revoking, encrypted tokens and token rot
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 import socket
@@ -286,3 +287,31 @@ async def test_an_expiring_bot_token_is_rotated_before_use(org: Org) -> None:
     assert gateway.client.token == fresh
     [bot] = await org.stored_bots()
     assert Fernet(KEY).decrypt(bot["bot_token"].encode()).decode() == fresh
+
+
+async def test_two_replicas_rotating_an_expiring_token_at_once_refresh_it_once(
+    org: Org, database: Database
+) -> None:
+    acme = org.slack[ACME]
+    acme.token_rotation = True
+    acme.token_lifetime = 60  # expiring: the first use of it rotates it
+    await org.install(ACME, ALICE)
+    acme.token_lifetime = 12 * 3600  # the rotated token is good for the rest of the test
+    replica = build(org.runtime.settings, db_schema=database.schema)
+    try:
+        # Slack revokes a refresh token once used: the replica that comes second must take
+        # the pair the first one stored, not fail (nor refresh again).
+        here, there = await asyncio.gather(
+            org.runtime.slack.for_team(ACME), replica.slack.for_team(ACME)
+        )
+        grants = [
+            c for c in acme.calls_to("oauth.v2.access") if c.response.get("refresh_token")
+        ][1:]  # after the install's own
+        assert len(grants) == 1
+        fresh = grants[0].response["access_token"]
+        assert here.client.token == there.client.token == fresh
+        assert await there.team_id() == ACME
+        [bot] = await org.stored_bots()
+        assert Fernet(KEY).decrypt(bot["bot_token"].encode()).decode() == fresh
+    finally:
+        await replica.stop()

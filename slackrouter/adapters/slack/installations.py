@@ -17,7 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackTokenRotationError
 from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
 from slack_sdk.oauth.installation_store.models.bot import Bot
 from slack_sdk.oauth.installation_store.models.installation import Installation
@@ -37,6 +37,7 @@ TOKEN_FIELDS = ("bot_token", "bot_refresh_token", "user_token", "user_refresh_to
 OAUTH_STATE_SECONDS = 600
 ROTATE_MINUTES_BEFORE_EXPIRY = 120  # Bolt's default: rotate when less than 2 hours are left
 TOKEN_CACHE_SECONDS = 60.0
+ROTATION_SAVE_CHECKS, ROTATION_SAVE_WAIT = 10, 0.3  # how long to wait for another replica's save
 
 
 class NotInstalled(SlackApiError):
@@ -221,18 +222,43 @@ class WorkspaceTokens:
             if bot is None or not bot.bot_token:
                 raise NotInstalled(team_id)
             if bot.bot_refresh_token:
-                rotated = await self._rotator.perform_bot_token_rotation(
-                    bot=bot, minutes_before_expiration=self._rotate_minutes
-                )
-                if rotated is not None:
-                    await self._store.async_save_bot(rotated)
-                    log.info("rotated the bot token team=%s", team_id)
-                    bot = rotated
+                bot = await self._rotate(bot, team_id)
             until = time.time() + self._cache_seconds
             if bot.bot_token_expires_at:
                 until = min(until, bot.bot_token_expires_at - self._rotate_minutes * 60)
             self._cache[team_id] = _Cached(str(bot.bot_token), until)
             return str(bot.bot_token)
+
+    async def _rotate(self, bot: Bot, team_id: str) -> Bot:
+        """The bot with a fresh token when its token expires soon. Replicas may try at the same
+        time: Slack revokes a refresh token once it is used, so the one that comes second is
+        refused, and takes the pair the first one stored instead."""
+        try:
+            rotated = await self._rotator.perform_bot_token_rotation(
+                bot=bot, minutes_before_expiration=self._rotate_minutes
+            )
+        except SlackTokenRotationError:
+            stored = await self._rotated_elsewhere(team_id, used=bot.bot_refresh_token)
+            if stored is None:
+                raise
+            log.info("the bot token was rotated by another replica team=%s", team_id)
+            return stored
+        if rotated is None:
+            return bot
+        await self._store.async_save_bot(rotated)
+        log.info("rotated the bot token team=%s", team_id)
+        return rotated
+
+    async def _rotated_elsewhere(self, team_id: str, *, used: str | None) -> Bot | None:
+        """The bot stored with another refresh token than `used`, waiting a little for the
+        replica that rotated it to save it; None if none comes."""
+        for attempt in range(ROTATION_SAVE_CHECKS):
+            if attempt:
+                await asyncio.sleep(ROTATION_SAVE_WAIT)
+            bot = await self._store.async_find_bot(enterprise_id=None, team_id=team_id)
+            if bot is not None and bot.bot_token and bot.bot_refresh_token != used:
+                return bot
+        return None
 
     def forget(self, team_id: str) -> None:
         """Drop the cached token (the workspace uninstalled the app or revoked it)."""
