@@ -11,6 +11,10 @@ Signing secrets are never exported. Apply keeps a chatflow's secret; a chatflow 
 a fresh secret (reported once) unless the file gives one as `signing_secret`, for restoring from
 a secret store. Chatflows and teams that are in the database but not in the file are left as they
 are and reported: deleting a chatflow deletes its conversations, so a file never does it.
+
+A chatflow's widget look is its `widget:` mapping, checked by `widget_look.validate_look`; the
+export leaves it out when the chatflow has no look of its own, and apply gives a chatflow without
+one the default look, as it gives one without `hours:` no business hours.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from slackrouter.services.chatflow_admin import (
     settings_of,
 )
 from slackrouter.services.directory import TEAM_PREFIX, validate_team
+from slackrouter.services.widget_look import KEYS as LOOK_KEYS
+from slackrouter.services.widget_look import InvalidLook, validate_look
 
 VERSION = 1
 CHATFLOW_ID = re.compile(r"cf_[A-Za-z0-9_-]{1,37}")
@@ -60,7 +66,9 @@ CHATFLOW_KEYS = {
     "notes",
     "messages",
     "hours",
+    "widget",
 }
+NO_VALUE = "no value (in YAML, # starts a comment: write colours in quotes, '#1d4ed8')"
 
 
 class RoutingFileInvalid(ValueError):
@@ -130,9 +138,32 @@ def _hours_in(value: Any, where: str, problems: list[str]) -> Mapping[str, Any] 
     return {**value, "days": days}
 
 
+def _widget_out(widget: Mapping[str, Any]) -> dict[str, Any]:
+    """The look's keys the chatflow sets, in the README table's order (any others after)."""
+    order = [*LOOK_KEYS, *sorted(set(widget) - set(LOOK_KEYS))]
+    return {key: widget[key] for key in order if key in widget}
+
+
+def _look_in(widget: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """The look to store, or the problems with it (`widget.KEY: why`), by `validate_look`."""
+    try:
+        return validate_look(widget), []
+    except InvalidLook as invalid:
+        # `color: #1d4ed8` unquoted is a key with no value: say why rather than "not a string".
+        empty = {
+            f"{key}: must be a string": key
+            for key in LOOK_KEYS
+            if key in widget and widget[key] is None
+        }
+        return {}, [
+            f"widget.{empty[p]}: {NO_VALUE}" if p in empty else f"widget.{p}"
+            for p in invalid.problems
+        ]
+
+
 def _chatflow_entry(chatflow: Chatflow) -> dict[str, Any]:
     settings = settings_of(chatflow)
-    return {
+    entry: dict[str, Any] = {
         "id": chatflow.id,
         "name": settings.name,
         "public_key": chatflow.public_key,
@@ -150,6 +181,9 @@ def _chatflow_entry(chatflow: Chatflow) -> dict[str, Any]:
         },
         "hours": _hours_out(settings.hours),
     }
+    if chatflow.widget:
+        entry["widget"] = _widget_out(chatflow.widget)
+    return entry
 
 
 def document(team_id: str, teams: Sequence[Team], chatflows: Sequence[Chatflow]) -> str:
@@ -228,6 +262,7 @@ class _ChatflowIn:
     public_key: str | None
     signing_secret: str | None
     settings: ChatflowSettings
+    widget: Mapping[str, Any]
 
 
 def _parse_chatflow(raw: Any, where: str, problems: list[str]) -> _ChatflowIn | None:
@@ -305,7 +340,8 @@ def _parse_chatflow(raw: Any, where: str, problems: list[str]) -> _ChatflowIn | 
         problems.append(f"{where}.public_key: expected a public key (pk_…)")
     if secret is not None and not (isinstance(secret, str) and SECRET.fullmatch(secret)):
         problems.append(f"{where}.signing_secret: expected 32 to 128 letters, digits, '-' or '_'")
-    return _ChatflowIn(where, chatflow_id, public_key, secret, settings)
+    widget = _mapping(raw.get("widget"), f"{where}.widget", problems)
+    return _ChatflowIn(where, chatflow_id, public_key, secret, settings, widget)
 
 
 async def apply_routing(
@@ -386,6 +422,11 @@ async def _apply_teams(
     await session.flush()
 
 
+def _state(chatflow: Chatflow) -> tuple[Any, ...]:
+    """What a file sets in a chatflow, to tell an updated one from an unchanged one."""
+    return settings_of(chatflow), dict(chatflow.widget), chatflow.signing_secret
+
+
 async def _apply_chatflows(
     session: AsyncSession,
     team_id: str,
@@ -419,8 +460,8 @@ async def _apply_chatflows(
             if taken is not None:
                 problems.append(f"{label}: another chatflow has the public key")
                 continue
-        before = settings_of(current) if current is not None else None
-        secret_before = current.signing_secret if current is not None else None
+        before = _state(current) if current is not None else None
+        look, wrong = _look_in(entry.widget)
         try:
             saved = await save_in(
                 session,
@@ -433,15 +474,18 @@ async def _apply_chatflows(
                 signing_secret=entry.signing_secret,
             )
         except ChatflowInvalid as invalid:
-            problems += [f"{label}: {field}: {why}" for field, why in invalid.errors.items()]
+            wrong = [f"{field}: {why}" for field, why in invalid.errors.items()] + wrong
+        if wrong:  # with a bad look, what save_in changed is rolled back with the rest
+            problems += [f"{label}: {why}" for why in wrong]
             continue
+        saved.widget = look
         await session.flush()
         applied.add(saved.id)
         if current is None:
             report.created.append(saved.name)
             if entry.signing_secret is None:
                 report.new_secrets[saved.name] = saved.signing_secret
-        elif before != settings_of(saved) or secret_before != saved.signing_secret:
+        elif before != _state(saved):
             report.updated.append(saved.name)
         else:
             report.unchanged.append(saved.name)

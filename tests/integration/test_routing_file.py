@@ -5,6 +5,7 @@ a bad file is refused whole, with each problem named, by the same validation as 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -16,15 +17,18 @@ from slackrouter.cli import main
 from slackrouter.clock import utcnow
 from slackrouter.services.chatflow_admin import ChatflowSettings, save_in
 from slackrouter.services.routing_file import RoutingFileInvalid, apply_routing, export_routing
+from slackrouter.services.widget_look import WidgetLook, look_of
 from tests.conftest import Database
 
 TEAM = "T0001"
 ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"
+SALES_LOOK = {"title": "Talk to sales", "color": "#0b6e4f", "position": "left"}
 
 
 
 async def a_workspace(sessions: async_sessionmaker[AsyncSession]) -> None:
-    """Every kind of setting: teams, user groups, a channel, hours, reverse notes, owners."""
+    """Every kind of setting: teams, user groups, a channel, hours, reverse notes, owners, a
+    widget look (Sales; Support has the default look)."""
     now = utcnow()
     async with sessions() as session, session.begin():
         session.add(
@@ -36,7 +40,7 @@ async def a_workspace(sessions: async_sessionmaker[AsyncSession]) -> None:
             Team(id="tm_other", team_id="T0002", name="Elsewhere", members=[ALICE], created_at=now)
         )
         await session.flush()
-        await save_in(
+        sales = await save_in(
             session,
             team_id=TEAM,
             chatflow_id=None,
@@ -55,6 +59,7 @@ async def a_workspace(sessions: async_sessionmaker[AsyncSession]) -> None:
             ),
             now=now,
         )
+        sales.widget = dict(SALES_LOOK)  # as ChatflowSpec(widget=…) stores it
         await save_in(
             session,
             team_id=TEAM,
@@ -62,6 +67,20 @@ async def a_workspace(sessions: async_sessionmaker[AsyncSession]) -> None:
             settings=ChatflowSettings(name="Support: yes/no", channel_id="C0SUPPORT"),
             now=now,
         )
+
+
+async def a_file(sessions: async_sessionmaker[AsyncSession]) -> tuple[str, dict[str, Any]]:
+    """`a_workspace`'s routing file: as exported, and as data to edit."""
+    await a_workspace(sessions)
+    text = await export_routing(sessions, team_id=TEAM)
+    return text, yaml.safe_load(text)
+
+
+async def refusal(sessions: async_sessionmaker[AsyncSession], text: str) -> list[str]:
+    """The problems apply names in refusing the file."""
+    with pytest.raises(RoutingFileInvalid) as refused:
+        await apply_routing(sessions, text=text, clock=utcnow)
+    return refused.value.problems
 
 
 async def test_export_apply_export_gives_the_same_file(
@@ -74,6 +93,10 @@ async def test_export_apply_export_gives_the_same_file(
     sales = document["chatflows"][0]
     assert sales["route"] == {"users": [ALICE], "teams": ["tm_nordics", "S0SALES"]}
     assert sales["hours"] == {"timezone": "Europe/Oslo", "days": {"mon": ["09:00-17:00"]}}
+    assert list(sales)[-2:] == ["hours", "widget"]
+    look = "  widget:\n    color: '#0b6e4f'\n    position: left\n    title: Talk to sales\n"
+    assert look in exported  # in the README table's order; colours quoted (# starts a comment)
+    assert "widget" not in document["chatflows"][1]  # no look of its own: no key
     async with sessions() as session:
         secrets = [c.signing_secret for c in await session.scalars(select(Chatflow))]
     assert not any(secret in exported for secret in secrets)
@@ -170,9 +193,7 @@ async def test_a_file_changes_what_it_says_and_keeps_the_rest(
 async def test_a_bad_file_changes_nothing_and_names_every_problem(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    await a_workspace(sessions)
-    before = await export_routing(sessions, team_id=TEAM)
-    document = yaml.safe_load(before)
+    before, document = await a_file(sessions)
     sales, support = document["chatflows"]
     sales["escalation_seconds"] = 0
     sales["route"]["users"] = ["alice"]
@@ -182,9 +203,7 @@ async def test_a_bad_file_changes_nothing_and_names_every_problem(
     support["name"] = "SALES"
     support["route"]["teams"] = ["tm_gone"]
     document["teams"][0]["members"] = ["nobody"]
-    with pytest.raises(RoutingFileInvalid) as refused:
-        await apply_routing(sessions, text=yaml.safe_dump(document), clock=utcnow)
-    assert refused.value.problems == [
+    assert await refusal(sessions, yaml.safe_dump(document)) == [
         "chatflows[0]: unknown keys colour",
         "teams[0]: members: 'nobody' is not a Slack user id (U… or W…)",
         "chatflows[0] (Sales): another chatflow in the file has this name",
@@ -192,9 +211,7 @@ async def test_a_bad_file_changes_nothing_and_names_every_problem(
     ]
     support["name"] = "Support"
     document["teams"][0]["members"] = [BOB]
-    with pytest.raises(RoutingFileInvalid) as refused:
-        await apply_routing(sessions, text=yaml.safe_dump(document), clock=utcnow)
-    assert refused.value.problems == [
+    assert await refusal(sessions, yaml.safe_dump(document)) == [
         "chatflows[0]: unknown keys colour",
         "chatflows[0] (Sales): route: 'alice' is not a Slack user id (U… or W…)",
         "chatflows[0] (Sales): escalation_seconds: a whole number of seconds from 1 to 86,400",
@@ -205,6 +222,71 @@ async def test_a_bad_file_changes_nothing_and_names_every_problem(
     assert await export_routing(sessions, team_id=TEAM) == before
     with pytest.raises(RoutingFileInvalid, match="not valid YAML"):
         await apply_routing(sessions, text="chatflows: [", clock=utcnow)
+
+
+async def test_a_file_sets_the_look_the_widget_greeting_carries(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    _, document = await a_file(sessions)
+    sales, support = document["chatflows"]
+    sales["widget"]["text_color"] = "#fef9c3"
+    support["widget"] = {"launcher_label": "  Questions?  ", "color": "#fde047"}
+    support["widget"]["text_color"] = "#111827"
+    report = await apply_routing(sessions, text=yaml.safe_dump(document), clock=utcnow)
+    assert report.updated == ["Sales", "Support: yes/no"]
+    async with sessions() as session:
+        saved = {c.name: c.widget for c in await session.scalars(select(Chatflow))}
+    assert saved["Support: yes/no"] == {
+        "launcher_label": "Questions?",  # stripped, as validate_look stores texts
+        "color": "#fde047",
+        "text_color": "#111827",
+    }
+    assert look_of(saved["Support: yes/no"]) == WidgetLook(  # what the greeting sends
+        color="#fde047", text_color="#111827", launcher_label="Questions?"
+    )
+    assert look_of(saved["Sales"]).text_color == "#fef9c3"
+
+    del sales["widget"]  # no `widget:` is the default look, as no `hours:` is no hours
+    del sales["hours"]
+    report = await apply_routing(sessions, text=yaml.safe_dump(document), clock=utcnow)
+    assert (report.updated, report.unchanged) == (["Sales"], ["Support: yes/no"])
+    async with sessions() as session:
+        cleared = await session.scalar(select(Chatflow).where(Chatflow.name == "Sales"))
+    assert cleared is not None and cleared.widget == {} and cleared.hours is None
+    assert look_of(cleared.widget) == WidgetLook()
+    exported = yaml.safe_load(await export_routing(sessions, team_id=TEAM))
+    assert "widget" not in exported["chatflows"][0]
+
+
+async def test_a_bad_look_is_refused_whole_and_named(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    before, document = await a_file(sessions)
+    sales, support = document["chatflows"]
+    sales["widget"].update(color="blue", corner="left", title="x" * 61)
+    sales["route"]["users"] = ["alice"]
+    support["widget"] = {"color": "#fde047"}  # white text on yellow
+    support["messages"]["welcome"] = "Hi"  # a change that is fine: not applied either
+    assert await refusal(sessions, yaml.safe_dump(document)) == [
+        "chatflows[0] (Sales): route: 'alice' is not a Slack user id (U… or W…)",
+        "chatflows[0] (Sales): widget.corner: unknown setting",
+        "chatflows[0] (Sales): widget.color: must be a colour like #1d4ed8",
+        "chatflows[0] (Sales): widget.title: must be at most 60 characters",
+        "chatflows[1] (Support: yes/no): widget.text_color: #ffffff on #fde047 is hard to read "
+        "(contrast 1.3:1, needs 4.5:1)",
+    ]
+    assert await export_routing(sessions, team_id=TEAM) == before
+
+    unquoted = before.replace("color: '#0b6e4f'", "color: #0b6e4f")  # a YAML comment
+    assert await refusal(sessions, unquoted) == [
+        "chatflows[0] (Sales): widget.color: no value (in YAML, # starts a comment: write "
+        "colours in quotes, '#1d4ed8')"
+    ]
+    sales["widget"] = "blue"
+    assert "chatflows[0].widget: expected a mapping" in await refusal(
+        sessions, yaml.safe_dump(document)
+    )
+    assert await export_routing(sessions, team_id=TEAM) == before
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
