@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
+from sqlalchemy.util import await_
 
 from slackrouter.config import sqlite_path
 
@@ -31,7 +34,72 @@ def create_engine(database_url: str, *, schema: str | None = None) -> AsyncEngin
     engine = _create_async_engine(database_url, **kwargs)
     if database_url.startswith("sqlite"):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        WriteGate().attach(engine)
     return engine
+
+
+_GATE_HELD = "slackrouter_write_gate"
+_READS = ("SELECT", "PRAGMA", "EXPLAIN")
+
+
+class WriteGate:
+    """The writers of one process take turns at SQLite's write lock through an asyncio lock.
+
+    SQLite has one writer at a time; a connection that finds the lock taken polls for it,
+    sleeping up to 100 ms between tries (its busy handler), so under load the ingest writer and
+    the delivery worker can lose their turns asleep. Here they queue instead: the gate is taken
+    at a transaction's first write and given back when it commits or rolls back, or when its
+    connection goes back to the pool or is dropped. It is held exactly as long as SQLite's own
+    lock, so it blocks nothing SQLite would not."""
+
+    def __init__(self, timeout: float = 30.0) -> None:
+        self._timeout = timeout
+        self._lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def attach(self, engine: AsyncEngine) -> None:
+        sync_engine = engine.sync_engine
+        event.listen(sync_engine, "before_cursor_execute", self._before_execute)
+        event.listen(sync_engine, "commit", self._release)
+        event.listen(sync_engine, "rollback", self._release)
+        event.listen(sync_engine.pool, "reset", lambda _conn, record, _state: self._free(record))
+        event.listen(sync_engine.pool, "checkin", lambda _conn, record: self._free(record))
+        event.listen(
+            sync_engine.pool, "invalidate", lambda _conn, record, _exc: self._free(record)
+        )
+
+    def _gate(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._loop is not loop:
+            self._lock, self._loop = asyncio.Lock(), loop
+        return self._lock
+
+    def _before_execute(self, conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if conn.info.get(_GATE_HELD) or statement.lstrip()[:7].upper().startswith(_READS):
+            return
+        gate = self._gate()
+        try:
+            await_(
+                asyncio.wait_for(gate.acquire(), self._timeout) if gate.locked() else gate.acquire()
+            )
+        except TimeoutError:
+            raise OperationalError(statement, None, Exception("database is locked")) from None
+        conn.info[_GATE_HELD] = gate
+
+    @staticmethod
+    def _release(conn: Any) -> None:
+        WriteGate._release_info(conn.info)
+
+    @staticmethod
+    def _free(record: Any) -> None:
+        if record is not None:
+            WriteGate._release_info(record.info)
+
+    @staticmethod
+    def _release_info(info: dict[str, Any]) -> None:
+        lock = info.pop(_GATE_HELD, None)
+        if lock is not None and lock.locked():
+            lock.release()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
