@@ -1,0 +1,89 @@
+"""SQLite's writers of one process take turns (adapters/db/database.py, WriteGate): a second
+writer waits for the first to commit instead of failing, and a transaction that ends any way at
+all (commit, rollback after an error, a session closed without either) lets the next one in."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from slackrouter.adapters.db.database import create_engine, session_factory
+from slackrouter.adapters.db.migrate import upgrade
+from slackrouter.adapters.db.models import Rep
+
+TEAM = "T0001"
+HANG_GUARD = 20.0  # seconds: a gate never given back would hang the test, not fail it
+
+
+@pytest.fixture
+async def sqlite_sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/gate.db")
+    await upgrade(engine)
+    try:
+        yield session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+async def reps(sessions: async_sessionmaker[AsyncSession]) -> int:
+    async with sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(Rep)) or 0)
+
+
+async def test_a_second_writer_waits_for_the_first_to_commit_and_both_are_stored(
+    sqlite_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    steps: list[str] = []
+    first_wrote = asyncio.Event()
+
+    async def first() -> None:
+        async with sqlite_sessions() as session, session.begin():
+            session.add(Rep(team_id=TEAM, user_id="U0FIRST"))
+            await session.flush()
+            session.add(Rep(team_id=TEAM, user_id="U0FIRST2"))  # a second write, same turn
+            await session.flush()
+            steps.append("first wrote")
+            first_wrote.set()
+            await asyncio.sleep(0.2)  # holds the write lock across an await
+            steps.append("first commits")
+
+    async def second() -> None:
+        await first_wrote.wait()
+        async with sqlite_sessions() as session, session.begin():
+            session.add(Rep(team_id=TEAM, user_id="U0SECOND"))
+            await session.flush()
+            steps.append("second wrote")
+
+    await asyncio.wait_for(asyncio.gather(first(), second()), HANG_GUARD)
+    assert steps == ["first wrote", "first commits", "second wrote"]
+    assert await reps(sqlite_sessions) == 3
+
+
+async def test_a_failed_or_abandoned_transaction_lets_another_connection_write(
+    sqlite_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sqlite_sessions() as session, session.begin():
+        session.add(Rep(team_id=TEAM, user_id="U0ONE"))
+    failing, abandoned, other = sqlite_sessions(), sqlite_sessions(), sqlite_sessions()
+    for session in (failing, abandoned, other):
+        await session.connection()  # each on a connection of its own, all checked out
+
+    failing.add(Rep(team_id=TEAM, user_id="U0ONE"))  # the same rep twice
+    with pytest.raises(IntegrityError):
+        await failing.flush()
+    await failing.rollback()
+    abandoned.add(Rep(team_id=TEAM, user_id="U0ABANDONED"))
+    await abandoned.flush()
+    await abandoned.close()  # neither committed nor rolled back by the caller
+
+    other.add_all([Rep(team_id=TEAM, user_id="U0NEXT"), Rep(team_id=TEAM, user_id="U0LAST")])
+    await asyncio.wait_for(other.commit(), HANG_GUARD)
+    await failing.close()
+    await other.close()
+    assert await reps(sqlite_sessions) == 3  # U0ONE, U0NEXT and U0LAST
