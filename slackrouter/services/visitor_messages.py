@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -82,6 +83,11 @@ def agent(rep: Rep) -> Agent:
     return Agent(user_id=rep.user_id, name=rep.name or "A teammate", avatar_url=rep.avatar_url)
 
 
+def _parent_payload(chatflow: Chatflow, notify: tuple[str, ...]) -> dict[str, object] | None:
+    """A parent post's outbox payload: in a channel, the reps it mentions."""
+    return {"mention": list(notify)} if chatflow.channel_id else None
+
+
 def new_threads(
     chatflow: Chatflow, conversation: Conversation, notify: tuple[str, ...], now: datetime
 ) -> list[SlackThread]:
@@ -122,7 +128,7 @@ async def open_threads(
             thread_id=thread.id,
             message_id=message_id,
             now=now,
-            payload={"mention": list(notify)} if chatflow.channel_id else None,
+            payload=_parent_payload(chatflow, notify),
         )
     return threads
 
@@ -145,15 +151,23 @@ class _Planned:
     reps: dict[str, Rep] | None = None  # the routing's reps, for a conversation it started
 
 
+class _Post(NamedTuple):
+    """A Slack post a batch queues once its rows have ids."""
+
+    kind: str
+    thread: SlackThread
+    message: Message
+    conversation: Conversation
+    payload: dict[str, object] | None
+
+
 @dataclass
 class _Batch:
     """What a batch adds besides its rows: the posts to queue once rows have ids, the
     conversations whose offline email waits for the visitor again, and the answers."""
 
     now: datetime
-    posts: list[tuple[str, SlackThread, Message, Conversation, dict[str, object] | None]] = field(
-        default_factory=list
-    )
+    posts: list[_Post] = field(default_factory=list)
     stored: list[Message] = field(default_factory=list)
     postponed: set[str] = field(default_factory=set)
     answers: list[_Planned | UnknownChatflow] = field(default_factory=list)
@@ -235,14 +249,12 @@ class VisitorMessages:
     async def _store_with_retries(
         self, batch: list[_Request]
     ) -> list[VisitorMessageResult | UnknownChatflow]:
-        for attempt in range(3):
+        for _ in range(2):
             try:
                 return await self._store(batch)
             except IntegrityError:
-                # Another replica stored one of these first: read again, and answer as it.
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+                pass  # another replica stored one of these first: read again, and answer as it
+        return await self._store(batch)
 
     async def _store(self, batch: list[_Request]) -> list[VisitorMessageResult | UnknownChatflow]:
         work = _Batch(now=self._clock())
@@ -288,7 +300,7 @@ class VisitorMessages:
                         )
                         conversations[key[:2]] = conversation
                         threads[conversation.id] = [
-                            post[1] for post in work.posts if post[3] is conversation
+                            post.thread for post in work.posts if post.conversation is conversation
                         ]
                         work.answers.append(_Planned(conversation, stored, False, reps))
                     else:
@@ -421,12 +433,10 @@ class VisitorMessages:
         stored: Message,
         work: _Batch,
     ) -> None:
-        payload: dict[str, object] | None = (
-            {"mention": list(notify)} if chatflow.channel_id else None
-        )
+        payload = _parent_payload(chatflow, notify)
         for thread in new_threads(chatflow, conversation, notify, work.now):
             session.add(thread)
-            work.posts.append(("post_parent", thread, stored, conversation, payload))
+            work.posts.append(_Post("post_parent", thread, stored, conversation, payload))
 
     @staticmethod
     def _continue(
@@ -444,7 +454,7 @@ class VisitorMessages:
         session.add(stored)
         work.stored.append(stored)
         for thread in threads.get(conversation.id, []):
-            work.posts.append(("post_reply", thread, stored, conversation, None))
+            work.posts.append(_Post("post_reply", thread, stored, conversation, None))
         work.postponed.add(conversation.id)
 
     @staticmethod
