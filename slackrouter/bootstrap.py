@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 
 USERGROUP_REFRESH_MINUTES = 15
 HOME_SWEEP_SECONDS = 30.0
+# Posts to a Slack channel booked further ahead than this are left in the outbox, unread, until
+# its slots come nearer (see DeliveryWorker._lanes).
+PACED_AHEAD = 0.0
 
 
 @dataclass
@@ -169,7 +172,8 @@ def build(settings: Settings, *, clock: Clock = utcnow, db_schema: str | None = 
     client, slack = connection.client, connection.gateway
     notifier = FeedNotifier()
     mailer = create_mailer(settings)
-    poster = SlackPoster(slack, ChannelPacer(), clock=clock)
+    pacer = ChannelPacer()
+    poster = SlackPoster(slack, pacer, clock=clock)
     delivery = DeliveryWorker(
         sessions,
         {
@@ -181,6 +185,7 @@ def build(settings: Settings, *, clock: Clock = utcnow, db_schema: str | None = 
         },
         clock=clock,
         max_attempts=settings.delivery_max_attempts,
+        booked=lambda: pacer.booked(PACED_AHEAD),
     )
     directory = Directory(sessions, slack, clock=clock)
     contacts = Contacts(sessions, slack, clock=clock)

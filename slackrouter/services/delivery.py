@@ -21,11 +21,11 @@ from typing import Any
 
 import httpx
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import Row, exists, func, select
+from sqlalchemy import Row, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
-from slackrouter.adapters.db.models import OutboxItem
+from slackrouter.adapters.db.models import OutboxItem, Rep, SlackThread
 from slackrouter.adapters.mail import MailError
 from slackrouter.adapters.slack.gateway import PERMANENT_ERRORS, slack_error
 from slackrouter.clock import Clock
@@ -35,10 +35,13 @@ from slackrouter.observability import (
     DELIVERY_RETRIES,
     bind_log_context,
 )
+from slackrouter.services.pacing import Booked
 
 log = logging.getLogger(__name__)
 
 BATCH = 100
+# How many of the oldest due items a round looks through for posts to channels free now.
+LOOK_AHEAD = 1000
 # Lanes (a thread's items, in order) delivered at once: one channel's wait or a slow call does not
 # hold up the others.
 CONCURRENCY = 8
@@ -110,8 +113,11 @@ class DeliveryWorker:
         *,
         clock: Clock,
         max_attempts: int,
+        booked: Callable[[], Booked] = Booked,
     ) -> None:
         self._sessions = sessions
+        self._booked = booked
+        self._busy_for: float | None = None  # the last round left posts to a channel this long
         self._performers = performers
         self._clock = clock
         self._max_attempts = max_attempts
@@ -153,6 +159,8 @@ class DeliveryWorker:
                     OutboxItem.status == "pending", OutboxItem.next_attempt_at > self._round_due
                 )
             )
+        if self._busy_for is not None:
+            poll_interval = min(poll_interval, self._busy_for)
         if due is None:
             return poll_interval
         return min(poll_interval, max(0.0, (due - self._clock()).total_seconds()))
@@ -172,22 +180,45 @@ class DeliveryWorker:
     async def _lanes(self, now: datetime) -> tuple[int, list[list[Row[Any]]]]:
         """How many due items were read (at most BATCH), and those worth trying, by lane. A
         thread whose first pending item is not due (a paced post, a retry, a post under way)
-        waits whole."""
+        waits whole.
+
+        Posts to a channel the pacer has booked for a while are not read at all: under a flood
+        of visitor messages (far more than Slack's one post per second per channel) they would
+        otherwise each be tried, and told to wait, round after round, taking the process's time
+        from accepting messages for no post made sooner."""
         pending = OutboxItem.status == "pending"
-        async with self._sessions() as session:
-            rows = (
-                await session.execute(
-                    select(
-                        OutboxItem.id,
-                        OutboxItem.kind,
-                        OutboxItem.conversation_id,
-                        OutboxItem.thread_id,
-                    )
-                    .where(pending, OutboxItem.next_attempt_at <= now)
-                    .order_by(OutboxItem.id)
-                    .limit(BATCH)
+        booked = self._booked()
+        self._busy_for = min(booked.channels.values(), default=None)
+        query = select(
+            OutboxItem.id, OutboxItem.kind, OutboxItem.conversation_id, OutboxItem.thread_id
+        ).where(pending, OutboxItem.next_attempt_at <= now)
+        if booked.channels:
+            # Among the oldest due items only, so that a backlog does not make every round
+            # longer; the rest come up as these go.
+            oldest = (
+                select(OutboxItem.id)
+                .where(pending, OutboxItem.next_attempt_at <= now)
+                .order_by(OutboxItem.id)
+                .limit(LOOK_AHEAD)
+            )
+            channel = func.coalesce(SlackThread.channel_id, Rep.dm_channel_id)
+            query = (
+                query.where(OutboxItem.id.in_(oldest))
+                .outerjoin(SlackThread, SlackThread.id == OutboxItem.thread_id)
+                .outerjoin(
+                    Rep,
+                    (Rep.team_id == SlackThread.team_id) & (Rep.user_id == SlackThread.rep_user_id),
                 )
-            ).all()
+                .where(
+                    or_(
+                        channel.is_(None),
+                        channel.not_in(sorted(booked.channels)),
+                        OutboxItem.id.in_(sorted(booked.holding)),
+                    )
+                )
+            )
+        async with self._sessions() as session:
+            rows = (await session.execute(query.order_by(OutboxItem.id).limit(BATCH))).all()
             waiting = await session.execute(
                 select(OutboxItem.thread_id, func.min(OutboxItem.id))
                 .where(pending, OutboxItem.next_attempt_at > now, OutboxItem.thread_id.is_not(None))

@@ -22,6 +22,15 @@ class _Bucket:
     refused: float | None = None  # when Slack last refused a post
 
 
+@dataclass(frozen=True)
+class Booked:
+    """Channels booked ahead, each with the seconds until its next free slot, and the posts
+    holding a slot in them."""
+
+    channels: dict[str, float] = field(default_factory=dict)
+    holding: frozenset[Hashable] = frozenset()
+
+
 class ChannelPacer:
     """A token bucket per channel (in this process), at Slack's rate. A post needs a little more
     than its token (`spare`): what is left over stays in the bucket, so that Slack, counting from
@@ -61,6 +70,20 @@ class ChannelPacer:
             return 0.0
         bucket.kept[post] = slot
         return slot - now
+
+    def booked(self, beyond: float) -> Booked:
+        """The channels whose next free slot is more than `beyond` seconds away: posts to them
+        are not worth trying yet (nor reading from the database), except those holding a slot."""
+        now = self._clock()
+        channels: dict[str, float] = {}
+        holding: set[Hashable] = set()
+        for channel in self._buckets:
+            bucket = self._bucket(channel, now)
+            wait = (self._spare + 1 - bucket.tokens) / self._rate
+            if wait > beyond:
+                channels[channel] = wait
+                holding.update(bucket.kept)
+        return Booked(channels, frozenset(holding))
 
     def refused(self, channel: str) -> None:
         """Slack refused a post (a 429, an error), which used none of the channel's allowance:

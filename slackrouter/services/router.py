@@ -110,15 +110,16 @@ class Router:
             exclude=frozenset(exclude),
         )
         decision = decide(request)
-        log.info(
-            "routing chatflow=%s team=%s outcome=%s rule=%s notify=%s presence=[%s]",
-            chatflow.id,
-            chatflow.team_id,
-            decision.outcome.value,
-            decision.rule.value,
-            ",".join(decision.notify) or "-",
-            describe(reps.values(), now=now),
-        )
+        if log.isEnabledFor(logging.INFO):  # describing every rep's presence is not free
+            log.info(
+                "routing chatflow=%s team=%s outcome=%s rule=%s notify=%s presence=[%s]",
+                chatflow.id,
+                chatflow.team_id,
+                decision.outcome.value,
+                decision.rule.value,
+                ",".join(decision.notify) or "-",
+                describe(reps.values(), now=now),
+            )
         away = (
             None if decision.outcome is Outcome.ROUTED else away_text(chatflow, decision, now=now)
         )

@@ -1,6 +1,7 @@
 """The outbox's delivery worker on a real database: different threads delivered at once, each in
 order; a leased item kept from every worker until its lease runs out; a paced item tried again
-when its slot comes, woken by its due time and not by a poll."""
+when its slot comes, woken by its due time and not by a poll; posts to a channel booked ahead left
+unread until it frees."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import PendingRollbackError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from slackrouter.adapters.db.models import OutboxItem
+from slackrouter.adapters.db.models import Chatflow, Conversation, OutboxItem, Rep, SlackThread
 from slackrouter.clock import utcnow
 from slackrouter.services.delivery import DeliveryWorker, Performer, RetryLater, lease
 from slackrouter.services.pacing import ChannelPacer
@@ -184,3 +185,79 @@ async def test_the_worker_stops_when_its_cancellation_comes_back_as_another_erro
     running.cancel()
     await asyncio.wait({running}, timeout=5)
     assert running.cancelled()
+
+
+async def threads(sessions: async_sessionmaker[AsyncSession]) -> dict[str, int]:
+    """Three chats' Slack threads: one in channel C1, one in a rep's DM that is C1 too (its
+    parent not posted yet, so only the rep knows the channel), and one in channel C2."""
+    now = utcnow()
+    async with sessions() as session, session.begin():
+        session.add(
+            Chatflow(
+                id="cf1",
+                team_id="T0001",
+                name="Website",
+                public_key="pk1",
+                signing_secret="s" * 43,
+                created_at=now,
+            )
+        )
+        session.add(Rep(team_id="T0001", user_id="U1", dm_channel_id="C1"))
+        rows = {}
+        for name, rep, channel in (("c1", None, "C1"), ("dm", "U1", None), ("c2", None, "C2")):
+            session.add(
+                Conversation(
+                    id=name,
+                    team_id="T0001",
+                    chatflow_id="cf1",
+                    visitor_id=name,
+                    token=name,
+                    routing_outcome="routed",
+                    created_at=now,
+                )
+            )
+            rows[name] = SlackThread(
+                team_id="T0001",
+                conversation_id=name,
+                rep_user_id=rep,
+                channel_id=channel,
+                created_at=now,
+            )
+        session.add_all(rows.values())
+    return {name: thread.id for name, thread in rows.items()}
+
+
+async def test_posts_to_a_booked_channel_are_not_read_until_it_frees(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    clock = [1000.0]
+    pacer = ChannelPacer(per_second=1.0, burst=1, spare=0.0, clock=lambda: clock[0])
+    assert pacer.take("C1", "another post") == 0  # C1 has no slot for a second
+    thread = await threads(sessions)
+    in_c1 = [await add(sessions, thread_id=thread[name]) for name in ("c1", "dm")]
+    in_c2 = await add(sessions, thread_id=thread["c2"])
+    tried: list[int] = []
+
+    async def perform(session: AsyncSession, item: OutboxItem) -> None:
+        tried.append(item.id)
+
+    deliveries = DeliveryWorker(
+        sessions,
+        {"post": perform},
+        clock=utcnow,
+        max_attempts=3,
+        booked=lambda: pacer.booked(0.0),
+    )
+    assert await deliveries.run_once() == 1
+    assert tried == [in_c2]
+    for item_id in in_c1:  # untouched: not tried, not told to wait
+        item = await row(sessions, item_id)
+        assert (item.status, item.attempts, item.result, item.last_error) == (
+            "pending",
+            0,
+            None,
+            None,
+        )
+    clock[0] += 1.0
+    assert await deliveries.run_once() == 2
+    assert tried == [in_c2, *in_c1]

@@ -94,3 +94,20 @@ def test_posts_never_go_faster_than_the_rate(clock: Clock) -> None:
         # Any window holds at most the burst plus what the rate refilled.
         assert sent[n] - sent[n - 3] >= 1.0 - 1e-9
     assert sent[-1] - sent[0] == pytest.approx(17.05)
+
+
+def test_a_booked_channel_says_how_long_until_its_next_free_slot(clock: Clock) -> None:
+    pacer = ChannelPacer(per_second=1.0, burst=1, spare=0.0, clock=clock)
+    assert pacer.booked(0.0).channels == {}  # nothing posted: nothing booked
+    assert pacer.take("C1", 1) == 0
+    assert pacer.take("C1", 2) == pytest.approx(1.0)  # 2 keeps the slot in one second
+    assert pacer.take("C2", 3) == 0
+    booked = pacer.booked(0.0)
+    # A new post to C1 would come after 2's slot; C2's bucket fills again in a second.
+    assert booked.channels == {"C1": pytest.approx(2.0), "C2": pytest.approx(1.0)}
+    assert booked.holding == {2}
+    assert pacer.booked(1.5).channels == {"C1": pytest.approx(2.0)}
+    clock.now += 2.0
+    assert pacer.take("C1", 2) == 0  # its slot came
+    clock.now += 1.0
+    assert pacer.booked(0.0).channels == {}
