@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 BATCH = 100
 # How many of the oldest due items a round looks through for posts to channels free now.
 LOOK_AHEAD = 1000
+# Rounds start at least this far apart: woken by every batch of visitor messages, a busy site
+# would otherwise have the worker read the outbox over and over for a post or two each time.
+ROUND_GAP = 0.05
 # Lanes (a thread's items, in order) delivered at once: one channel's wait or a slow call does not
 # hold up the others.
 CONCURRENCY = 8
@@ -130,7 +133,11 @@ class DeliveryWorker:
 
     async def run_forever(self, poll_interval: float) -> None:
         """Deliver whenever woken, and at least every `poll_interval` seconds for retries."""
+        loop = asyncio.get_running_loop()
+        started = -ROUND_GAP
         while True:
+            await asyncio.sleep(max(0.0, started + ROUND_GAP - loop.time()))
+            started = loop.time()
             try:
                 await self.run_once()
             except Exception:

@@ -6,7 +6,10 @@ makes the Slack calls.
 
 Messages are written in batches (group commit): those that arrive while one batch is being
 written go together in the next, in one transaction of a few multi-row statements. A quiet site
-writes batches of one; a busy one pays a few round trips per batch instead of per message.
+writes batches of one; a busy one pays a few round trips per batch instead of per message. The
+batch's new rows (messages, Slack threads, timers, feed entries, outbox rows) are inserted with
+one Core statement per table, not through the ORM, which would insert them one by one on SQLite
+to learn each id.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -28,7 +31,9 @@ from slackrouter.adapters.db import repository as repo
 from slackrouter.adapters.db.models import (
     Chatflow,
     Conversation,
+    FeedItem,
     Message,
+    OutboxItem,
     Rep,
     SlackThread,
     Timer,
@@ -88,21 +93,28 @@ def _parent_payload(chatflow: Chatflow, notify: tuple[str, ...]) -> dict[str, ob
     return {"mention": list(notify)} if chatflow.channel_id else None
 
 
+def places(chatflow: Chatflow, notify: tuple[str, ...]) -> list[tuple[str | None, str | None]]:
+    """The Slack places a chat goes to, as (rep, channel): each rep's DM, or the chatflow's
+    channel."""
+    if chatflow.channel_id:
+        return [(None, chatflow.channel_id)]
+    return [(user_id, None) for user_id in notify]
+
+
 def new_threads(
     chatflow: Chatflow, conversation: Conversation, notify: tuple[str, ...], now: datetime
 ) -> list[SlackThread]:
-    """The Slack places a chat goes to: each rep's DM, or the chatflow's channel."""
-    if chatflow.channel_id:
-        threads = [SlackThread(channel_id=chatflow.channel_id, rep_user_id=None)]
-    else:
-        threads = [SlackThread(rep_user_id=user_id) for user_id in notify]
-    for thread in threads:
-        thread.team_id, thread.conversation_id, thread.created_at = (
-            chatflow.team_id,
-            conversation.id,
-            now,
+    """The Slack threads of a chat's places."""
+    return [
+        SlackThread(
+            team_id=chatflow.team_id,
+            conversation_id=conversation.id,
+            rep_user_id=rep_user_id,
+            channel_id=channel_id,
+            created_at=now,
         )
-    return threads
+        for rep_user_id, channel_id in places(chatflow, notify)
+    ]
 
 
 async def open_threads(
@@ -141,12 +153,59 @@ class _Request:
     answer: asyncio.Future[VisitorMessageResult]
 
 
+@dataclass(eq=False)
+class _NewMessage:
+    """A visitor message of the batch; its `id` once the batch's messages are inserted."""
+
+    team_id: str
+    chatflow_id: str
+    visitor_id: str
+    client_message_id: str
+    text: str
+    created_at: datetime
+    conversation_id: str = ""
+    id: int = 0
+
+    def values(self) -> dict[str, object]:
+        return {
+            "team_id": self.team_id,
+            "conversation_id": self.conversation_id,
+            "author": "visitor",
+            "text": self.text,
+            "chatflow_id": self.chatflow_id,
+            "visitor_id": self.visitor_id,
+            "client_message_id": self.client_message_id,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(eq=False)
+class _NewThread:
+    """A Slack thread a conversation started in the batch opens; its `id` once inserted."""
+
+    team_id: str
+    conversation_id: str
+    rep_user_id: str | None
+    channel_id: str | None
+    created_at: datetime
+    id: int = 0
+
+    def values(self) -> dict[str, object]:
+        return {
+            "team_id": self.team_id,
+            "conversation_id": self.conversation_id,
+            "rep_user_id": self.rep_user_id,
+            "channel_id": self.channel_id,
+            "created_at": self.created_at,
+        }
+
+
 @dataclass
 class _Planned:
     """One message of a batch as it will be answered, once the batch's rows have ids."""
 
     conversation: Conversation
-    message: Message
+    message: Message | _NewMessage
     duplicate: bool
     reps: dict[str, Rep] | None = None  # the routing's reps, for a conversation it started
 
@@ -155,20 +214,23 @@ class _Post(NamedTuple):
     """A Slack post a batch queues once its rows have ids."""
 
     kind: str
-    thread: SlackThread
-    message: Message
+    thread: SlackThread | _NewThread
+    message: _NewMessage
     conversation: Conversation
     payload: dict[str, object] | None
 
 
 @dataclass
 class _Batch:
-    """What a batch adds besides its rows: the posts to queue once rows have ids, the
-    conversations whose offline email waits for the visitor again, and the answers."""
+    """What a batch adds besides its conversations: its messages, threads and timers, the
+    posts to queue once rows have ids, the conversations whose offline email waits for the
+    visitor again, and the answers."""
 
     now: datetime
+    stored: list[_NewMessage] = field(default_factory=list)
+    threads: list[_NewThread] = field(default_factory=list)
+    timers: list[dict[str, object]] = field(default_factory=list)
     posts: list[_Post] = field(default_factory=list)
-    stored: list[Message] = field(default_factory=list)
     postponed: set[str] = field(default_factory=set)
     answers: list[_Planned | UnknownChatflow] = field(default_factory=list)
 
@@ -270,10 +332,15 @@ class VisitorMessages:
             existing = await repo.visitor_messages_by_key(session, keys)
             conversations = await self._open_conversations(session, chatflows, known, existing)
             earlier = await self._conversations_of(session, existing.values())
-            threads = await repo.threads_by_conversation(
-                session, [c.id for c in conversations.values()]
-            )
-            in_batch: dict[tuple[str, str, str], Message] = {}
+            threads: dict[str, list[SlackThread | _NewThread]] = {
+                conversation_id: list(found)
+                for conversation_id, found in (
+                    await repo.threads_by_conversation(
+                        session, [c.id for c in conversations.values()]
+                    )
+                ).items()
+            }
+            in_batch: dict[tuple[str, str, str], _NewMessage] = {}
             # Every row is written by the flushes below, not statement by statement.
             with session.no_autoflush:
                 for request in batch:
@@ -291,7 +358,14 @@ class VisitorMessages:
                         )
                         work.answers.append(_Planned(conversation, seen, duplicate=True))
                         continue
-                    stored = self._message(chatflow, request.message, work.now)
+                    stored = _NewMessage(
+                        team_id=chatflow.team_id,
+                        chatflow_id=chatflow.id,
+                        visitor_id=request.message.visitor_id,
+                        client_message_id=request.message.client_message_id,
+                        text=request.message.text,
+                        created_at=work.now,
+                    )
                     in_batch[key] = stored
                     conversation = conversations.get(key[:2])
                     if conversation is None:
@@ -304,12 +378,10 @@ class VisitorMessages:
                         ]
                         work.answers.append(_Planned(conversation, stored, False, reps))
                     else:
-                        self._continue(
-                            session, conversation, request.message, stored, threads, work
-                        )
+                        self._continue(conversation, request.message, stored, threads, work)
                         work.answers.append(_Planned(conversation, stored, False))
-            await session.flush()  # conversations, messages, threads, timers
-            self._queue_rows(session, work)
+            await session.flush()  # conversations, and what routing changed
+            await _insert_rows(session, work)
             await self._postpone_emails(session, work)
             reps = await self._offered_reps(session, work.answers)
         return [
@@ -351,24 +423,12 @@ class VisitorMessages:
         rows = await session.scalars(select(Conversation).where(Conversation.id.in_(ids)))
         return {c.id: c for c in rows}
 
-    @staticmethod
-    def _message(chatflow: Chatflow, message: VisitorMessageIn, now: datetime) -> Message:
-        return Message(
-            team_id=chatflow.team_id,
-            author="visitor",
-            text=message.text,
-            chatflow_id=chatflow.id,
-            visitor_id=message.visitor_id,
-            client_message_id=message.client_message_id,
-            created_at=now,
-        )
-
     async def _start(
         self,
         session: AsyncSession,
         chatflow: Chatflow,
         request: _Request,
-        stored: Message,
+        stored: _NewMessage,
         work: _Batch,
     ) -> tuple[Conversation, dict[str, Rep]]:
         """Route a new conversation, open its Slack threads, and arm its timers."""
@@ -404,75 +464,56 @@ class VisitorMessages:
         bind_log_context(team=chatflow.team_id, conversation=conversation.id)
         chat_started(decision.outcome.value)
         stored.conversation_id = conversation.id
-        session.add(stored)
         work.stored.append(stored)
         if decision.outcome is Outcome.ROUTED:
             mark_assigned(routed, decision.notify, now)
-            self._open_threads(session, chatflow, conversation, decision.notify, stored, work)
+            self._open_threads(chatflow, conversation, decision.notify, stored, work)
             _add_timer(
-                session,
+                work,
                 conversation,
                 followups.ESCALATION,
                 now + timedelta(seconds=chatflow.escalation_seconds),
-                now,
             )
         elif decision.email_to:
             # Nobody can take it: email it once the visitor has stopped writing.
-            _add_timer(session, conversation, followups.OFFLINE_EMAIL, now + self._debounce, now)
+            _add_timer(work, conversation, followups.OFFLINE_EMAIL, now + self._debounce)
         elif chatflow.channel_id:
             # Kept as missed, and shown in the chatflow's channel.
-            self._open_threads(session, chatflow, conversation, (), stored, work)
+            self._open_threads(chatflow, conversation, (), stored, work)
         return conversation, routed.reps
 
     @staticmethod
     def _open_threads(
-        session: AsyncSession,
         chatflow: Chatflow,
         conversation: Conversation,
         notify: tuple[str, ...],
-        stored: Message,
+        stored: _NewMessage,
         work: _Batch,
     ) -> None:
         payload = _parent_payload(chatflow, notify)
-        for thread in new_threads(chatflow, conversation, notify, work.now):
-            session.add(thread)
+        for rep_user_id, channel_id in places(chatflow, notify):
+            thread = _NewThread(
+                chatflow.team_id, conversation.id, rep_user_id, channel_id, work.now
+            )
+            work.threads.append(thread)
             work.posts.append(_Post("post_parent", thread, stored, conversation, payload))
 
     @staticmethod
     def _continue(
-        session: AsyncSession,
         conversation: Conversation,
         message: VisitorMessageIn,
-        stored: Message,
-        threads: dict[str, list[SlackThread]],
+        stored: _NewMessage,
+        threads: dict[str, list[SlackThread | _NewThread]],
         work: _Batch,
     ) -> None:
         """A later message: into the same threads; the offline email waits for the visitor."""
         conversation.visitor_name = conversation.visitor_name or message.name
         conversation.visitor_email = conversation.visitor_email or message.email
         stored.conversation_id = conversation.id
-        session.add(stored)
         work.stored.append(stored)
         for thread in threads.get(conversation.id, []):
             work.posts.append(_Post("post_reply", thread, stored, conversation, None))
         work.postponed.add(conversation.id)
-
-    @staticmethod
-    def _queue_rows(session: AsyncSession, work: _Batch) -> None:
-        """The feed entries and the outbox rows, now that messages and threads have ids."""
-        for stored in work.stored:
-            repo.add_feed(session, stored, "message", work.now)
-        for kind, thread, stored, conversation, payload in work.posts:
-            repo.add_outbox(
-                session,
-                team_id=conversation.team_id,
-                kind=kind,
-                conversation_id=conversation.id,
-                thread_id=thread.id,
-                message_id=stored.id,
-                now=work.now,
-                payload=payload,
-            )
 
     async def _postpone_emails(self, session: AsyncSession, work: _Batch) -> None:
         if not work.postponed:
@@ -515,19 +556,71 @@ def _key(chatflow: Chatflow, message: VisitorMessageIn) -> tuple[str, str, str]:
     return (chatflow.id, message.visitor_id, message.client_message_id)
 
 
-def _add_timer(
-    session: AsyncSession, conversation: Conversation, kind: str, due_at: datetime, now: datetime
-) -> None:
+def _add_timer(work: _Batch, conversation: Conversation, kind: str, due_at: datetime) -> None:
     """A new conversation's timer (it has none yet, so nothing to look up)."""
-    session.add(
-        Timer(
-            team_id=conversation.team_id,
-            kind=kind,
-            conversation_id=conversation.id,
-            due_at=due_at,
-            created_at=now,
-        )
+    work.timers.append(
+        {
+            "team_id": conversation.team_id,
+            "kind": kind,
+            "conversation_id": conversation.id,
+            "due_at": due_at,
+            "created_at": work.now,
+        }
     )
+
+
+_INSERT_MESSAGES = insert(Message.__table__).returning(
+    Message.id, Message.chatflow_id, Message.visitor_id, Message.client_message_id
+)
+_INSERT_THREADS = insert(SlackThread.__table__).returning(
+    SlackThread.id, SlackThread.conversation_id, SlackThread.rep_user_id, SlackThread.channel_id
+)
+
+
+async def _insert_rows(session: AsyncSession, work: _Batch) -> None:
+    """Insert the batch's messages and threads (learning their ids by their keys), then its
+    timers, feed entries and outbox rows: a statement per table."""
+    if work.stored:
+        stored = {(m.chatflow_id, m.visitor_id, m.client_message_id): m for m in work.stored}
+        rows = await session.execute(_INSERT_MESSAGES, [m.values() for m in work.stored])
+        for message_id, *key in rows:
+            stored[tuple(key)].id = message_id  # type: ignore[index]
+        await session.execute(
+            insert(FeedItem.__table__),
+            [
+                {
+                    "conversation_id": m.conversation_id,
+                    "kind": "message",
+                    "message_id": m.id,
+                    "created_at": work.now,
+                }
+                for m in work.stored
+            ],
+        )
+    if work.threads:
+        threads = {(t.conversation_id, t.rep_user_id, t.channel_id): t for t in work.threads}
+        rows = await session.execute(_INSERT_THREADS, [t.values() for t in work.threads])
+        for thread_id, *key in rows:
+            threads[tuple(key)].id = thread_id  # type: ignore[index]
+    if work.timers:
+        await session.execute(insert(Timer.__table__), work.timers)
+    if work.posts:
+        await session.execute(
+            insert(OutboxItem.__table__),
+            [
+                {
+                    "team_id": conversation.team_id,
+                    "kind": kind,
+                    "conversation_id": conversation.id,
+                    "thread_id": thread.id,
+                    "message_id": stored.id,
+                    "payload": payload,
+                    "next_attempt_at": work.now,
+                    "created_at": work.now,
+                }
+                for kind, thread, stored, conversation, payload in work.posts
+            ],
+        )
 
 
 def _result(planned: _Planned, reps: dict[tuple[str, str], Rep]) -> VisitorMessageResult:
