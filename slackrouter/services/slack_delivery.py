@@ -113,21 +113,23 @@ class SlackPoster:
             note_hint=blocks.note_hint(chat.note_mode, chat.note_prefix),
         )
         ts = await self._post(session, item, channel, text, body, None)
-        await session.execute(
-            update(SlackThread)
-            .where(SlackThread.id == item.thread_id)
-            .values(channel_id=channel, thread_ts=ts)
-        )
-        if (
-            chat.rep_user_id is not None
-            and chat.dm_channel_id is None
-            and channel != chat.chatflow_channel
-        ):
-            await session.execute(  # the rep's DM: opened once, remembered
-                update(Rep)
-                .where(Rep.team_id == item.team_id, Rep.user_id == chat.rep_user_id)
-                .values(dm_channel_id=channel)
+        # The item's own changes are written with its status, in one statement at the commit.
+        with session.no_autoflush:
+            await session.execute(
+                update(SlackThread)
+                .where(SlackThread.id == item.thread_id)
+                .values(channel_id=channel, thread_ts=ts)
             )
+            if (
+                chat.rep_user_id is not None
+                and chat.dm_channel_id is None
+                and channel != chat.chatflow_channel
+            ):
+                await session.execute(  # the rep's DM: opened once, remembered
+                    update(Rep)
+                    .where(Rep.team_id == item.team_id, Rep.user_id == chat.rep_user_id)
+                    .values(dm_channel_id=channel)
+                )
 
     async def post_reply(self, session: AsyncSession, item: OutboxItem) -> None:
         chat = (
