@@ -186,10 +186,19 @@ def build(settings: Settings, *, clock: Clock = utcnow, db_schema: str | None = 
         clock=clock,
         max_attempts=settings.delivery_max_attempts,
         booked=lambda: pacer.booked(PACED_AHEAD),
+        busy=lambda: visitor_messages.busy(),
     )
     directory = Directory(sessions, slack, clock=clock)
     contacts = Contacts(sessions, slack, clock=clock)
     router = Router(directory, contacts, max_age=settings.presence_max_age)
+    visitor_messages = VisitorMessages(
+        sessions,
+        notifier,
+        router,
+        clock=clock,
+        email_debounce=settings.email_debounce_seconds,
+        on_outbox=delivery.wake,
+    )
     replies = Replies(sessions, notifier, slack, clock=clock, on_outbox=delivery.wake)
     bolt = AsyncApp(
         signing_secret=settings.slack_signing_secret,
@@ -244,14 +253,7 @@ def build(settings: Settings, *, clock: Clock = utcnow, db_schema: str | None = 
         client=client,
         slack=slack,
         notifier=notifier,
-        visitor_messages=VisitorMessages(
-            sessions,
-            notifier,
-            router,
-            clock=clock,
-            email_debounce=settings.email_debounce_seconds,
-            on_outbox=delivery.wake,
-        ),
+        visitor_messages=visitor_messages,
         replies=replies,
         reader=ConversationReader(
             engine, sessions, notifier, clock=clock, email_debounce=settings.email_debounce_seconds

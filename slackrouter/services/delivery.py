@@ -48,6 +48,10 @@ ROUND_GAP = 0.05
 # Lanes (a thread's items, in order) delivered at once: one channel's wait or a slow call does not
 # hold up the others.
 CONCURRENCY = 8
+# Items started at once while visitor messages are being written: the event loop takes its
+# tasks in turn, so each lane in flight would delay every step of the batch being written.
+# Slack takes about one post per second per channel anyway.
+CONCURRENCY_WHILE_BUSY = 2
 # A leased call is given up (as uncertain) after this long: slack_sdk's client gives a request
 # 30 s, and then sends it again once if the connection dropped.
 CALL_TIMEOUT = 30.0
@@ -117,8 +121,11 @@ class DeliveryWorker:
         clock: Clock,
         max_attempts: int,
         booked: Callable[[], Booked] = Booked,
+        busy: Callable[[], bool] = lambda: False,
     ) -> None:
         self._sessions = sessions
+        self._busy = busy  # visitor messages are being written
+        self._while_busy = asyncio.Semaphore(CONCURRENCY_WHILE_BUSY)
         self._booked = booked
         self._busy_for: float | None = None  # the last round left posts to a channel this long
         self._performers = performers
@@ -252,7 +259,12 @@ class DeliveryWorker:
             try:
                 for row in rows:
                     key = f"{row.kind}:{row.conversation_id}:{row.thread_id}"
-                    if key not in held:
+                    if key in held:
+                        continue
+                    if self._busy():
+                        async with self._while_busy:
+                            delivered += await self._deliver(row.id, key, held)
+                    else:
                         delivered += await self._deliver(row.id, key, held)
             except Exception:
                 _stop_if_cancelled()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 
 # At most this many messages in one transaction.
 BATCH_LIMIT = 64
+# The writer counts as busy for this long after its last batch (see `busy`).
+BUSY_FOR = 0.2
 
 
 class UnknownChatflow(LookupError):
@@ -254,6 +257,14 @@ class VisitorMessages:
         self._on_outbox = on_outbox
         self._queue: list[_Request] = []
         self._writer: asyncio.Task[None] | None = None
+        self._last_written = -BUSY_FOR
+
+    def busy(self) -> bool:
+        """Whether messages are being written, or were a moment ago: on a busy site the
+        writer is idle only between arrivals."""
+        if self._writer is not None and not self._writer.done():
+            return True
+        return time.monotonic() - self._last_written < BUSY_FOR
 
     async def receive(
         self, *, public_key: str, message: VisitorMessageIn, identity_verified: bool
@@ -278,6 +289,7 @@ class VisitorMessages:
                 for request in batch:
                     if not request.answer.done():
                         request.answer.set_exception(exc)
+        self._last_written = time.monotonic()
 
     async def _write(self, batch: list[_Request]) -> None:
         try:

@@ -261,3 +261,39 @@ async def test_posts_to_a_booked_channel_are_not_read_until_it_frees(
     clock[0] += 1.0
     assert await deliveries.run_once() == 2
     assert tried == [in_c2, *in_c1]
+
+
+async def test_while_visitor_messages_are_written_two_posts_go_at_once(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    for thread_id in range(1, 7):  # six chats
+        await add(sessions, thread_id=thread_id)
+    busy = [True]
+    in_flight = [0]
+    release = asyncio.Event()
+
+    async def perform(session: AsyncSession, item: OutboxItem) -> None:
+        in_flight[0] += 1
+        await release.wait()
+        in_flight[0] -= 1
+
+    deliveries = DeliveryWorker(
+        sessions, {"post": perform}, clock=utcnow, max_attempts=3, busy=lambda: busy[0]
+    )
+    round_ = asyncio.create_task(deliveries.run_once())
+    await asyncio.sleep(0.3)
+    assert in_flight[0] == 2  # the others wait their turn, not the writer
+    busy[0] = False  # the site is quiet again: the rest start at once as the two end
+    release.set()
+    async with asyncio.timeout(10):
+        assert await round_ == 6
+
+    for thread_id in range(7, 13):
+        await add(sessions, thread_id=thread_id)
+    release.clear()
+    round_ = asyncio.create_task(deliveries.run_once())
+    await asyncio.sleep(0.3)
+    assert in_flight[0] == 6  # quiet: every chat's post goes at once
+    release.set()
+    async with asyncio.timeout(10):
+        assert await round_ == 6
