@@ -196,39 +196,43 @@ class DeliveryWorker:
         thread whose first pending item is not due (a paced post, a retry, a post under way)
         waits whole.
 
-        Posts to a channel the pacer has booked for a while are not read at all: under a flood
-        of visitor messages (far more than Slack's one post per second per channel) they would
-        otherwise each be tried, and told to wait, round after round, taking the process's time
-        from accepting messages for no post made sooner."""
+        Slack takes about one post per second per channel, and a busy site has many chats (each
+        its own thread) in a rep's DM: a round starts one thread per channel, and posts to a
+        channel the pacer has booked are not read at all, unless they hold a slot. Under a flood
+        of visitor messages they would otherwise each be tried and told to wait, round after
+        round, taking the process's time from accepting messages for no post made sooner."""
         pending = OutboxItem.status == "pending"
         booked = self._booked()
         self._busy_for = min(booked.channels.values(), default=None)
-        query = select(
-            OutboxItem.id, OutboxItem.kind, OutboxItem.conversation_id, OutboxItem.thread_id
-        ).where(pending, OutboxItem.next_attempt_at <= now)
-        if booked.channels:
-            # Among the oldest due items only, so that a backlog does not make every round
-            # longer; the rest come up as these go.
-            oldest = (
-                select(OutboxItem.id)
-                .where(pending, OutboxItem.next_attempt_at <= now)
-                .order_by(OutboxItem.id)
-                .limit(LOOK_AHEAD)
+        channel = func.coalesce(SlackThread.channel_id, Rep.dm_channel_id)
+        # Among the oldest due items only, so that a backlog does not make every round longer;
+        # the rest come up as these go.
+        oldest = (
+            select(OutboxItem.id)
+            .where(pending, OutboxItem.next_attempt_at <= now)
+            .order_by(OutboxItem.id)
+            .limit(LOOK_AHEAD)
+        )
+        query = (
+            select(
+                OutboxItem.id,
+                OutboxItem.kind,
+                OutboxItem.conversation_id,
+                OutboxItem.thread_id,
+                channel.label("channel"),
             )
-            channel = func.coalesce(SlackThread.channel_id, Rep.dm_channel_id)
-            query = (
-                query.where(OutboxItem.id.in_(oldest))
-                .outerjoin(SlackThread, SlackThread.id == OutboxItem.thread_id)
-                .outerjoin(
-                    Rep,
-                    (Rep.team_id == SlackThread.team_id) & (Rep.user_id == SlackThread.rep_user_id),
-                )
-                .where(
-                    or_(
-                        channel.is_(None),
-                        channel.not_in(sorted(booked.channels)),
-                        OutboxItem.id.in_(sorted(booked.holding)),
-                    )
+            .where(OutboxItem.id.in_(oldest))
+            .outerjoin(SlackThread, SlackThread.id == OutboxItem.thread_id)
+            .outerjoin(
+                Rep, (Rep.team_id == SlackThread.team_id) & (Rep.user_id == SlackThread.rep_user_id)
+            )
+        )
+        if booked.channels:
+            query = query.where(
+                or_(
+                    channel.is_(None),
+                    channel.not_in(sorted(booked.channels)),
+                    OutboxItem.id.in_(sorted(booked.holding)),
                 )
             )
         async with self._sessions() as session:
@@ -239,12 +243,21 @@ class DeliveryWorker:
                 .group_by(OutboxItem.thread_id)
             )
             first_not_due = {thread_id: item_id for thread_id, item_id in waiting}
+        started: dict[str, int] = {}  # channel: the thread this round starts in it
+        skipped: set[int] = set()
         lanes: dict[int | tuple[str, str | None], list[Row[Any]]] = {}
         for row in rows:
             if row.thread_id is None:
                 lane: int | tuple[str, str | None] = (row.kind, row.conversation_id)
-            elif first_not_due.get(row.thread_id, row.id) < row.id:
-                continue  # after an item of its thread that is not due
+            elif row.thread_id in skipped or first_not_due.get(row.thread_id, row.id) < row.id:
+                continue  # after an item of its thread that is not due, or not started
+            elif (
+                row.channel is not None
+                and row.id not in booked.holding
+                and started.setdefault(row.channel, row.thread_id) != row.thread_id
+            ):
+                skipped.add(row.thread_id)  # its channel's post this round is another's
+                continue
             else:
                 lane = row.thread_id
             lanes.setdefault(lane, []).append(row)

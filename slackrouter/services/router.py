@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -60,11 +60,35 @@ def away_text(chatflow: Chatflow, decision: Decision, *, now: datetime) -> str:
     return chatflow.away_message
 
 
+@dataclass
+class RoutingCache:
+    """What routing reads, kept for the chats routed in one transaction: the reps (their
+    objects, so that each round-robin stamp is seen by the next chat), the route teams'
+    members, and the contacts of the visitors looked up beforehand."""
+
+    reps: dict[tuple[str, str], Rep] = field(default_factory=dict)
+    members: dict[tuple[str, tuple[str, ...]], dict[str, tuple[str, ...]]] = field(
+        default_factory=dict
+    )
+    contacts: dict[tuple[str, str], ContactRow | None] = field(default_factory=dict)
+
+
 class Router:
     def __init__(self, directory: Directory, contacts: Contacts, *, max_age: float) -> None:
         self._directory = directory
         self._contacts = contacts
         self._max_age = timedelta(seconds=max_age)
+
+    async def look_up_contacts(
+        self,
+        session: AsyncSession,
+        cache: RoutingCache,
+        team_id: str,
+        visitors: list[tuple[str, str | None]],
+    ) -> None:
+        """Find the contacts of visitors about to be routed, all at once, into `cache`."""
+        found = await self._contacts.find_for_visitors(session, team_id=team_id, visitors=visitors)
+        cache.contacts.update(((team_id, v), contact) for v, contact in found.items())
 
     async def route(
         self,
@@ -77,22 +101,32 @@ class Router:
         exclude: Iterable[str] = (),
         contact: ContactRow | None = None,
         lookup_contact: bool = True,
+        cache: RoutingCache | None = None,
     ) -> Routed:
         """Decide who gets a chat now, from cached presence, DND, teams and the contact."""
-        members = await self._directory.team_members(
-            session, team_id=chatflow.team_id, refs=chatflow.route_teams
-        )
-        if contact is None and lookup_contact:
-            contact = await self._contacts.find_for_visitor(
-                session,
-                team_id=chatflow.team_id,
-                visitor_id=visitor_id,
-                verified_email=verified_email,
+        cache = cache or RoutingCache()
+        team_id = chatflow.team_id
+        refs = (team_id, tuple(chatflow.route_teams))
+        if refs not in cache.members:
+            cache.members[refs] = await self._directory.team_members(
+                session, team_id=team_id, refs=chatflow.route_teams
             )
+        members = cache.members[refs]
+        if contact is None and lookup_contact:
+            if (team_id, visitor_id) in cache.contacts:
+                contact = cache.contacts[team_id, visitor_id]
+            else:
+                contact = await self._contacts.find_for_visitor(
+                    session, team_id=team_id, visitor_id=visitor_id, verified_email=verified_email
+                )
         user_ids = set(chatflow.route_users).union(*members.values())
         if contact is not None and contact.owner_user_id:
             user_ids.add(contact.owner_user_id)
-        reps = await repo.reps_by_id(session, chatflow.team_id, user_ids)
+        missing = [user_id for user_id in user_ids if (team_id, user_id) not in cache.reps]
+        if missing:
+            for rep in (await repo.reps_by_id(session, team_id, missing)).values():
+                cache.reps[team_id, rep.user_id] = rep
+        reps = {u: cache.reps[team_id, u] for u in user_ids if (team_id, u) in cache.reps}
         request = RoutingRequest(
             chatflow=ChatflowRouting(
                 route_users=tuple(chatflow.route_users),

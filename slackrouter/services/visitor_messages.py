@@ -44,7 +44,7 @@ from slackrouter.observability import VISITOR_MESSAGES, bind_log_context, chat_s
 from slackrouter.routing import Outcome
 from slackrouter.services import followups
 from slackrouter.services.notifier import FeedNotifier
-from slackrouter.services.router import Routed, Router
+from slackrouter.services.router import Routed, Router, RoutingCache
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +230,7 @@ class _Batch:
     visitor again, and the answers."""
 
     now: datetime
+    routing: RoutingCache = field(default_factory=RoutingCache)
     stored: list[_NewMessage] = field(default_factory=list)
     threads: list[_NewThread] = field(default_factory=list)
     timers: list[dict[str, object]] = field(default_factory=list)
@@ -353,6 +354,7 @@ class VisitorMessages:
                 ).items()
             }
             in_batch: dict[tuple[str, str, str], _NewMessage] = {}
+            await self._look_up_contacts(session, chatflows, known, existing, conversations, work)
             # Every row is written by the flushes below, not statement by statement.
             with session.no_autoflush:
                 for request in batch:
@@ -425,6 +427,28 @@ class VisitorMessages:
             found = await repo.open_conversations(session, pairs)
         return found
 
+    async def _look_up_contacts(
+        self,
+        session: AsyncSession,
+        chatflows: dict[str, Chatflow],
+        known: list[_Request],
+        existing: dict[tuple[str, str, str], Message],
+        conversations: dict[tuple[str, str], Conversation],
+        work: _Batch,
+    ) -> None:
+        """The contacts of the visitors whose conversations the batch starts, read at once."""
+        starting: dict[str, dict[str, str | None]] = {}
+        for request in known:
+            chatflow = chatflows[request.public_key]
+            key = _key(chatflow, request.message)
+            if key not in existing and key[:2] not in conversations:
+                email = request.message.email if request.identity_verified else None
+                starting.setdefault(chatflow.team_id, {}).setdefault(key[1], email)
+        for team_id, visitors in starting.items():
+            await self._router.look_up_contacts(
+                session, work.routing, team_id, list(visitors.items())
+            )
+
     @staticmethod
     async def _conversations_of(
         session: AsyncSession, messages: Iterable[Message]
@@ -452,6 +476,7 @@ class VisitorMessages:
             visitor_id=message.visitor_id,
             verified_email=message.email if request.identity_verified else None,
             now=now,
+            cache=work.routing,
         )
         decision = routed.decision
         conversation = Conversation(

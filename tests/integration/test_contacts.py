@@ -222,6 +222,37 @@ async def test_a_signed_email_or_the_cookie_token_matches(world: World) -> None:
         assert elsewhere is None
 
 
+async def test_many_visitors_are_looked_up_at_once_as_one_by_one(world: World) -> None:
+    ceo = await world.contacts.upsert(
+        team_id=TEAM, contact=ContactIn(email="ceo@example.com", owner=ALICE, visitor_ids=("c1",))
+    )
+    other = await world.contacts.upsert(
+        team_id=TEAM, contact=ContactIn(email="other@example.com", visitor_ids=("o1",))
+    )
+    visitors = [
+        ("new-browser", "CEO@example.com"),  # by the vouched-for email
+        ("o1", "ceo@example.com"),  # the email wins over the cookie
+        ("c1", "unknown@example.com"),  # no such email: by the cookie
+        ("o2", None),  # nobody
+    ]
+    async with world.sessions() as session:
+        found = await world.contacts.find_for_visitors(session, team_id=TEAM, visitors=visitors)
+        one_by_one = {
+            visitor: await world.contacts.find_for_visitor(
+                session, team_id=TEAM, visitor_id=visitor, verified_email=email
+            )
+            for visitor, email in visitors
+        }
+        elsewhere = await world.contacts.find_for_visitors(
+            session, team_id=OTHER_TEAM, visitors=visitors
+        )
+    ids = {visitor: contact.id if contact else None for visitor, contact in found.items()}
+    assert ids == {"new-browser": ceo.id, "o1": ceo.id, "c1": ceo.id, "o2": None}
+    assert ids == {v: contact.id if contact else None for v, contact in one_by_one.items()}
+    assert other.id not in ids.values()
+    assert set(elsewhere.values()) == {None}
+
+
 async def test_workspaces_keep_their_own_contacts(world: World) -> None:
     here = await world.contacts.upsert(
         team_id=TEAM, contact=ContactIn(email="ann@example.com", visitor_ids=("t1",))
