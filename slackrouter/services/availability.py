@@ -8,11 +8,13 @@ from datetime import datetime, timedelta
 from slackrouter.adapters.db.models import Rep
 from slackrouter.routing import Presence, RepState
 
+_PRESENCES = frozenset(p.value for p in Presence)
+
 
 def rep_state(rep: Rep, *, now: datetime, max_age: timedelta) -> RepState:
     """A rep's state for routing; presence older than `max_age` counts as unknown (unavailable)."""
     fresh = rep.presence_checked_at is not None and now - rep.presence_checked_at <= max_age
-    known = fresh and rep.presence in {p.value for p in Presence}
+    known = fresh and rep.presence in _PRESENCES
     presence = Presence(rep.presence) if known else Presence.UNKNOWN
     return RepState(
         user_id=rep.user_id,
