@@ -210,7 +210,7 @@ class _Planned:
     conversation: Conversation
     message: Message | _NewMessage
     duplicate: bool
-    reps: dict[str, Rep] | None = None  # the routing's reps, for a conversation it started
+    started: bool = False  # the batch started its conversation (routing read its reps)
 
 
 class _Post(NamedTuple):
@@ -383,21 +383,19 @@ class VisitorMessages:
                     in_batch[key] = stored
                     conversation = conversations.get(key[:2])
                     if conversation is None:
-                        conversation, reps = await self._start(
-                            session, chatflow, request, stored, work
-                        )
+                        conversation = await self._start(session, chatflow, request, stored, work)
                         conversations[key[:2]] = conversation
                         threads[conversation.id] = [
                             post.thread for post in work.posts if post.conversation is conversation
                         ]
-                        work.answers.append(_Planned(conversation, stored, False, reps))
+                        work.answers.append(_Planned(conversation, stored, False, started=True))
                     else:
                         self._continue(conversation, request.message, stored, threads, work)
                         work.answers.append(_Planned(conversation, stored, False))
             await session.flush()  # conversations, and what routing changed
             await _insert_rows(session, work)
             await self._postpone_emails(session, work)
-            reps = await self._offered_reps(session, work.answers)
+            reps = await self._offered_reps(session, work)
         return [
             answer if isinstance(answer, UnknownChatflow) else _result(answer, reps)
             for answer in work.answers
@@ -466,7 +464,7 @@ class VisitorMessages:
         request: _Request,
         stored: _NewMessage,
         work: _Batch,
-    ) -> tuple[Conversation, dict[str, Rep]]:
+    ) -> Conversation:
         """Route a new conversation, open its Slack threads, and arm its timers."""
         message, now = request.message, work.now
         bind_log_context(team=chatflow.team_id, conversation=None)
@@ -517,7 +515,7 @@ class VisitorMessages:
         elif chatflow.channel_id:
             # Kept as missed, and shown in the chatflow's channel.
             self._open_threads(chatflow, conversation, (), stored, work)
-        return conversation, routed.reps
+        return conversation
 
     @staticmethod
     def _open_threads(
@@ -566,26 +564,23 @@ class VisitorMessages:
         )
 
     @staticmethod
-    async def _offered_reps(
-        session: AsyncSession, answers: list[_Planned | UnknownChatflow]
-    ) -> dict[tuple[str, str], Rep]:
-        """The reps each answer names, read once for the batch (a conversation started in it
-        has its routing's reps at hand)."""
-        reps: dict[tuple[str, str], Rep] = {}
+    async def _offered_reps(session: AsyncSession, work: _Batch) -> dict[tuple[str, str], Rep]:
+        """The reps each answer names, read once for the batch (those that routing read for
+        the conversations it started are at hand)."""
+        reps = dict(work.routing.reps)
         wanted: dict[str, set[str]] = {}
-        for answer in answers:
+        for answer in work.answers:
             if isinstance(answer, UnknownChatflow):
                 continue
-            if answer.reps is not None:
-                reps.update(((r.team_id, r.user_id), r) for r in answer.reps.values())
-            elif answer.conversation.routing_outcome == Outcome.ROUTED.value:
+            if not answer.started and answer.conversation.routing_outcome == Outcome.ROUTED.value:
                 wanted.setdefault(answer.conversation.team_id, set()).update(
                     answer.conversation.offered
                 )
         for team_id, user_ids in wanted.items():
             missing = [u for u in user_ids if (team_id, u) not in reps]
-            for rep in (await repo.reps_by_id(session, team_id, missing)).values():
-                reps[rep.team_id, rep.user_id] = rep
+            if missing:
+                for rep in (await repo.reps_by_id(session, team_id, missing)).values():
+                    reps[rep.team_id, rep.user_id] = rep
         return reps
 
 
