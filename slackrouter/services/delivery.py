@@ -40,8 +40,6 @@ from slackrouter.services.pacing import Booked
 log = logging.getLogger(__name__)
 
 BATCH = 100
-# How many of the oldest due items a round looks through for posts to channels free now.
-LOOK_AHEAD = 1000
 # Rounds start at least this far apart: woken by every batch of visitor messages, a busy site
 # would otherwise have the worker read the outbox over and over for a post or two each time.
 ROUND_GAP = 0.05
@@ -205,14 +203,6 @@ class DeliveryWorker:
         booked = self._booked()
         self._busy_for = min(booked.channels.values(), default=None)
         channel = func.coalesce(SlackThread.channel_id, Rep.dm_channel_id)
-        # Among the oldest due items only, so that a backlog does not make every round longer;
-        # the rest come up as these go.
-        oldest = (
-            select(OutboxItem.id)
-            .where(pending, OutboxItem.next_attempt_at <= now)
-            .order_by(OutboxItem.id)
-            .limit(LOOK_AHEAD)
-        )
         query = (
             select(
                 OutboxItem.id,
@@ -221,7 +211,7 @@ class DeliveryWorker:
                 OutboxItem.thread_id,
                 channel.label("channel"),
             )
-            .where(OutboxItem.id.in_(oldest))
+            .where(pending, OutboxItem.next_attempt_at <= now)
             .outerjoin(SlackThread, SlackThread.id == OutboxItem.thread_id)
             .outerjoin(
                 Rep, (Rep.team_id == SlackThread.team_id) & (Rep.user_id == SlackThread.rep_user_id)

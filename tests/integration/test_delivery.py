@@ -300,3 +300,35 @@ async def test_while_visitor_messages_are_written_two_posts_go_at_once(
     release.set()
     async with asyncio.timeout(10):
         assert await round_ == 6
+
+
+async def test_a_backlog_in_a_booked_channel_does_not_hold_up_the_others(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    pacer = ChannelPacer(per_second=1.0, burst=1, spare=0.0)
+    assert pacer.take("C1", "another post") == 0  # C1 has no slot for a second
+    thread = await threads(sessions)
+    now = utcnow()
+    async with sessions() as session, session.begin():  # a long backlog in C1
+        session.add_all(
+            OutboxItem(
+                team_id="T0001",
+                kind="post",
+                conversation_id="c1",
+                thread_id=thread["c1"],
+                next_attempt_at=now,
+                created_at=now,
+            )
+            for _ in range(1100)
+        )
+    in_c2 = await add(sessions, thread_id=thread["c2"])
+    tried: list[int] = []
+
+    async def perform(session: AsyncSession, item: OutboxItem) -> None:
+        tried.append(item.id)
+
+    deliveries = DeliveryWorker(
+        sessions, {"post": perform}, clock=utcnow, max_attempts=3, booked=lambda: pacer.booked(0.0)
+    )
+    assert await deliveries.run_once() == 1
+    assert tried == [in_c2]
