@@ -186,6 +186,7 @@ def build(settings: Settings, *, clock: Clock = utcnow, db_schema: str | None = 
         clock=clock,
         max_attempts=settings.delivery_max_attempts,
         booked=lambda: pacer.booked(PACED_AHEAD),
+        paced=frozenset({"post_parent", "post_reply"}),
         busy=lambda: visitor_messages.busy(),
     )
     directory = Directory(sessions, slack, clock=clock)

@@ -119,12 +119,14 @@ class DeliveryWorker:
         clock: Clock,
         max_attempts: int,
         booked: Callable[[], Booked] = Booked,
+        paced: frozenset[str] = frozenset(),
         busy: Callable[[], bool] = lambda: False,
     ) -> None:
         self._sessions = sessions
         self._busy = busy  # visitor messages are being written
         self._while_busy = asyncio.Semaphore(CONCURRENCY_WHILE_BUSY)
         self._booked = booked
+        self._paced = sorted(paced)  # the kinds that are posts, paced per channel
         self._busy_for: float | None = None  # the last round left posts to a channel this long
         self._performers = performers
         self._clock = clock
@@ -220,6 +222,7 @@ class DeliveryWorker:
         if booked.channels:
             query = query.where(
                 or_(
+                    OutboxItem.kind.not_in(self._paced),
                     channel.is_(None),
                     channel.not_in(sorted(booked.channels)),
                     OutboxItem.id.in_(sorted(booked.holding)),
@@ -243,6 +246,7 @@ class DeliveryWorker:
                 continue  # after an item of its thread that is not due, or not started
             elif (
                 row.channel is not None
+                and row.kind in self._paced
                 and row.id not in booked.holding
                 and started.setdefault(row.channel, row.thread_id) != row.thread_id
             ):

@@ -21,12 +21,14 @@ from slackrouter.services.delivery import DeliveryWorker, Performer, RetryLater,
 from slackrouter.services.pacing import ChannelPacer
 
 
-async def add(sessions: async_sessionmaker[AsyncSession], thread_id: int, **columns: Any) -> int:
-    """An outbox row owed now for this thread, of the kind "post"."""
+async def add(
+    sessions: async_sessionmaker[AsyncSession], thread_id: int, kind: str = "post", **columns: Any
+) -> int:
+    """An outbox row owed now for this thread, of the kind "post" unless said."""
     now = utcnow()
     item = OutboxItem(
         team_id="T0001",
-        kind="post",
+        kind=kind,
         conversation_id=f"chat-{thread_id}",
         thread_id=thread_id,
         next_attempt_at=now,
@@ -247,6 +249,7 @@ async def test_posts_to_a_booked_channel_wait_unread_and_a_round_starts_one_per_
         clock=utcnow,
         max_attempts=3,
         booked=lambda: pacer.booked(0.0),
+        paced=frozenset({"post"}),
     )
     assert await deliveries.run_once() == 1
     assert tried == [in_c2]
@@ -328,7 +331,38 @@ async def test_a_backlog_in_a_booked_channel_does_not_hold_up_the_others(
         tried.append(item.id)
 
     deliveries = DeliveryWorker(
-        sessions, {"post": perform}, clock=utcnow, max_attempts=3, booked=lambda: pacer.booked(0.0)
+        sessions,
+        {"post": perform},
+        clock=utcnow,
+        max_attempts=3,
+        booked=lambda: pacer.booked(0.0),
+        paced=frozenset({"post"}),
     )
     assert await deliveries.run_once() == 1
     assert tried == [in_c2]
+
+
+async def test_only_posts_wait_for_a_booked_channel(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    pacer = ChannelPacer(per_second=1.0, burst=1, spare=0.0)
+    assert pacer.take("C1", "another post") == 0  # C1 has no slot for a second
+    thread = await threads(sessions)
+    post = await add(sessions, thread_id=thread["c1"])
+    edit = await add(sessions, thread_id=thread["dm"], kind="update")  # e.g. chat.update
+    tried: list[int] = []
+
+    async def perform(session: AsyncSession, item: OutboxItem) -> None:
+        tried.append(item.id)
+
+    deliveries = DeliveryWorker(
+        sessions,
+        {"post": perform, "update": perform},
+        clock=utcnow,
+        max_attempts=3,
+        booked=lambda: pacer.booked(0.0),
+        paced=frozenset({"post"}),
+    )
+    assert await deliveries.run_once() == 1
+    assert tried == [edit]  # Slack paces posts per channel, not edits
+    assert (await row(sessions, post)).status == "pending"
