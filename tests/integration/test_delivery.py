@@ -49,6 +49,22 @@ def worker(sessions: async_sessionmaker[AsyncSession], perform: Performer) -> De
     return DeliveryWorker(sessions, {"post": perform}, clock=utcnow, max_attempts=3)
 
 
+def paced_worker(
+    sessions: async_sessionmaker[AsyncSession],
+    performers: dict[str, Performer],
+    pacer: ChannelPacer,
+) -> DeliveryWorker:
+    """A worker whose "post" items are paced per channel, as Slack posts are."""
+    return DeliveryWorker(
+        sessions,
+        performers,
+        clock=utcnow,
+        max_attempts=3,
+        booked=lambda: pacer.booked(0.0),
+        paced=frozenset({"post"}),
+    )
+
+
 async def test_threads_are_delivered_at_once_each_in_order(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
@@ -243,14 +259,7 @@ async def test_posts_to_a_booked_channel_wait_unread_and_a_round_starts_one_per_
     async def perform(session: AsyncSession, item: OutboxItem) -> None:
         tried.append(item.id)
 
-    deliveries = DeliveryWorker(
-        sessions,
-        {"post": perform},
-        clock=utcnow,
-        max_attempts=3,
-        booked=lambda: pacer.booked(0.0),
-        paced=frozenset({"post"}),
-    )
+    deliveries = paced_worker(sessions, {"post": perform}, pacer)
     assert await deliveries.run_once() == 1
     assert tried == [in_c2]
     for item_id in in_c1:  # untouched: not tried, not told to wait
@@ -330,14 +339,7 @@ async def test_a_backlog_in_a_booked_channel_does_not_hold_up_the_others(
     async def perform(session: AsyncSession, item: OutboxItem) -> None:
         tried.append(item.id)
 
-    deliveries = DeliveryWorker(
-        sessions,
-        {"post": perform},
-        clock=utcnow,
-        max_attempts=3,
-        booked=lambda: pacer.booked(0.0),
-        paced=frozenset({"post"}),
-    )
+    deliveries = paced_worker(sessions, {"post": perform}, pacer)
     assert await deliveries.run_once() == 1
     assert tried == [in_c2]
 
@@ -355,14 +357,7 @@ async def test_only_posts_wait_for_a_booked_channel(
     async def perform(session: AsyncSession, item: OutboxItem) -> None:
         tried.append(item.id)
 
-    deliveries = DeliveryWorker(
-        sessions,
-        {"post": perform, "update": perform},
-        clock=utcnow,
-        max_attempts=3,
-        booked=lambda: pacer.booked(0.0),
-        paced=frozenset({"post"}),
-    )
+    deliveries = paced_worker(sessions, {"post": perform, "update": perform}, pacer)
     assert await deliveries.run_once() == 1
     assert tried == [edit]  # Slack paces posts per channel, not edits
     assert (await row(sessions, post)).status == "pending"
