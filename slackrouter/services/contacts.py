@@ -398,16 +398,7 @@ class Contacts:
         """The visitor's contact: by the email a signed server call vouches for, else by the
         tracking cookie token. An email a browser merely claims must never be passed here, or
         anyone could borrow a customer's owner by typing their address."""
-        if verified_email and verified_email.strip():
-            contact = await session.scalar(
-                select(Contact).where(
-                    Contact.team_id == team_id, Contact.email == verified_email.strip().lower()
-                )
-            )
-            if contact is not None:
-                return contact
-        return await session.scalar(
-            select(Contact)
-            .join(ContactToken, ContactToken.contact_id == Contact.id)
-            .where(ContactToken.team_id == team_id, ContactToken.token == visitor_id)
+        found = await self.find_for_visitors(
+            session, team_id=team_id, visitors=[(visitor_id, verified_email)]
         )
+        return found[visitor_id]

@@ -13,6 +13,7 @@ out, whoever takes the item finds out what the call did before making it again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -126,8 +127,7 @@ class DeliveryWorker:
         self._busy = busy  # visitor messages are being written
         self._while_busy = asyncio.Semaphore(CONCURRENCY_WHILE_BUSY)
         self._booked = booked
-        self._paced = sorted(paced)  # the kinds that are posts, paced per channel
-        self._busy_for: float | None = None  # the last round left posts to a channel this long
+        self._paced = paced  # the kinds that are posts, paced per channel
         self._performers = performers
         self._clock = clock
         self._max_attempts = max_attempts
@@ -173,8 +173,8 @@ class DeliveryWorker:
                     OutboxItem.status == "pending", OutboxItem.next_attempt_at > self._round_due
                 )
             )
-        if self._busy_for is not None:
-            poll_interval = min(poll_interval, self._busy_for)
+        # Posts left unread for a booked channel are read again when it has a free slot.
+        poll_interval = min([poll_interval, *self._booked().channels.values()])
         if due is None:
             return poll_interval
         return min(poll_interval, max(0.0, (due - self._clock()).total_seconds()))
@@ -203,7 +203,6 @@ class DeliveryWorker:
         round, taking the process's time from accepting messages for no post made sooner."""
         pending = OutboxItem.status == "pending"
         booked = self._booked()
-        self._busy_for = min(booked.channels.values(), default=None)
         channel = func.coalesce(SlackThread.channel_id, Rep.dm_channel_id)
         query = (
             select(
@@ -222,7 +221,7 @@ class DeliveryWorker:
         if booked.channels:
             query = query.where(
                 or_(
-                    OutboxItem.kind.not_in(self._paced),
+                    OutboxItem.kind.not_in(sorted(self._paced)),
                     channel.is_(None),
                     channel.not_in(sorted(booked.channels)),
                     OutboxItem.id.in_(sorted(booked.holding)),
@@ -268,10 +267,7 @@ class DeliveryWorker:
                     key = f"{row.kind}:{row.conversation_id}:{row.thread_id}"
                     if key in held:
                         continue
-                    if self._busy():
-                        async with self._while_busy:
-                            delivered += await self._deliver(row.id, key, held)
-                    else:
+                    async with self._while_busy if self._busy() else contextlib.nullcontext():
                         delivered += await self._deliver(row.id, key, held)
             except Exception:
                 _stop_if_cancelled()

@@ -116,13 +116,7 @@ class Replies:
                 if first_answer:
                     await self._first_answer(session, chat.conversation_id, reply.user_id, now)
                 await session.execute(
-                    _INSERT_FEED,
-                    {
-                        "conversation_id": chat.conversation_id,
-                        "kind": "message",
-                        "message_id": message_id,
-                        "created_at": now,
-                    },
+                    _INSERT_FEED, repo.feed_row(chat.conversation_id, message_id, "message", now)
                 )
                 webhook = queue_webhook(
                     session,

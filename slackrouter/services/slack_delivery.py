@@ -106,7 +106,7 @@ class SlackPoster:
             visitor_name=chat.visitor_name,
             identity_verified=chat.identity_verified,
             page_url=chat.page_url,
-            text=chat.text if chat.text is not None else "",
+            text=chat.text or "",
             explanation=str(chat.routing.get("explanation", "")),
             mention=tuple((item.payload or {}).get("mention", ())),
             missed=chat.routing_outcome != "routed",

@@ -104,22 +104,6 @@ def places(chatflow: Chatflow, notify: tuple[str, ...]) -> list[tuple[str | None
     return [(user_id, None) for user_id in notify]
 
 
-def new_threads(
-    chatflow: Chatflow, conversation: Conversation, notify: tuple[str, ...], now: datetime
-) -> list[SlackThread]:
-    """The Slack threads of a chat's places."""
-    return [
-        SlackThread(
-            team_id=chatflow.team_id,
-            conversation_id=conversation.id,
-            rep_user_id=rep_user_id,
-            channel_id=channel_id,
-            created_at=now,
-        )
-        for rep_user_id, channel_id in places(chatflow, notify)
-    ]
-
-
 async def open_threads(
     session: AsyncSession,
     chatflow: Chatflow,
@@ -131,7 +115,16 @@ async def open_threads(
 ) -> list[SlackThread]:
     """Create the Slack places a chat goes to and queue their parent posts; returns the new
     threads."""
-    threads = new_threads(chatflow, conversation, notify, now)
+    threads = [
+        SlackThread(
+            team_id=chatflow.team_id,
+            conversation_id=conversation.id,
+            rep_user_id=rep_user_id,
+            channel_id=channel_id,
+            created_at=now,
+        )
+        for rep_user_id, channel_id in places(chatflow, notify)
+    ]
     session.add_all(threads)
     await session.flush()
     for thread in threads:
@@ -619,15 +612,7 @@ async def _insert_rows(session: AsyncSession, work: _Batch) -> None:
             stored[tuple(key)].id = message_id  # type: ignore[index]
         await session.execute(
             insert(FeedItem.__table__),
-            [
-                {
-                    "conversation_id": m.conversation_id,
-                    "kind": "message",
-                    "message_id": m.id,
-                    "created_at": work.now,
-                }
-                for m in work.stored
-            ],
+            [repo.feed_row(m.conversation_id, m.id, "message", work.now) for m in work.stored],
         )
     if work.threads:
         threads = {(t.conversation_id, t.rep_user_id, t.channel_id): t for t in work.threads}
@@ -640,16 +625,15 @@ async def _insert_rows(session: AsyncSession, work: _Batch) -> None:
         await session.execute(
             insert(OutboxItem.__table__),
             [
-                {
-                    "team_id": conversation.team_id,
-                    "kind": kind,
-                    "conversation_id": conversation.id,
-                    "thread_id": thread.id,
-                    "message_id": stored.id,
-                    "payload": payload,
-                    "next_attempt_at": work.now,
-                    "created_at": work.now,
-                }
+                repo.outbox_row(
+                    team_id=conversation.team_id,
+                    kind=kind,
+                    conversation_id=conversation.id,
+                    thread_id=thread.id,
+                    message_id=stored.id,
+                    now=work.now,
+                    payload=payload,
+                )
                 for kind, thread, stored, conversation, payload in work.posts
             ],
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -205,6 +206,23 @@ async def test_the_worker_stops_when_its_cancellation_comes_back_as_another_erro
     assert running.cancelled()
 
 
+def c1_booked(clock: Callable[[], float] = time.monotonic) -> ChannelPacer:
+    """A pacer of one post a second per channel that has just let a post go to C1."""
+    pacer = ChannelPacer(per_second=1.0, burst=1, spare=0.0, clock=clock)
+    assert pacer.take("C1", "another post") == 0  # C1 has no slot for a second
+    return pacer
+
+
+def recorder() -> tuple[list[int], Performer]:
+    """A performer that delivers whatever it is given, and the ids it was given, in order."""
+    tried: list[int] = []
+
+    async def perform(session: AsyncSession, item: OutboxItem) -> None:
+        tried.append(item.id)
+
+    return tried, perform
+
+
 async def threads(sessions: async_sessionmaker[AsyncSession]) -> dict[str, int]:
     """Three chats' Slack threads: one in channel C1, one in a rep's DM that is C1 too (its
     parent not posted yet, so only the rep knows the channel), and one in channel C2."""
@@ -249,16 +267,11 @@ async def test_posts_to_a_booked_channel_wait_unread_and_a_round_starts_one_per_
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     clock = [1000.0]
-    pacer = ChannelPacer(per_second=1.0, burst=1, spare=0.0, clock=lambda: clock[0])
-    assert pacer.take("C1", "another post") == 0  # C1 has no slot for a second
+    pacer = c1_booked(clock=lambda: clock[0])
     thread = await threads(sessions)
     in_c1 = [await add(sessions, thread_id=thread[name]) for name in ("c1", "dm")]
     in_c2 = await add(sessions, thread_id=thread["c2"])
-    tried: list[int] = []
-
-    async def perform(session: AsyncSession, item: OutboxItem) -> None:
-        tried.append(item.id)
-
+    tried, perform = recorder()
     deliveries = paced_worker(sessions, {"post": perform}, pacer)
     assert await deliveries.run_once() == 1
     assert tried == [in_c2]
@@ -317,8 +330,7 @@ async def test_while_visitor_messages_are_written_two_posts_go_at_once(
 async def test_a_backlog_in_a_booked_channel_does_not_hold_up_the_others(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    pacer = ChannelPacer(per_second=1.0, burst=1, spare=0.0)
-    assert pacer.take("C1", "another post") == 0  # C1 has no slot for a second
+    pacer = c1_booked()
     thread = await threads(sessions)
     now = utcnow()
     async with sessions() as session, session.begin():  # a long backlog in C1
@@ -334,11 +346,7 @@ async def test_a_backlog_in_a_booked_channel_does_not_hold_up_the_others(
             for _ in range(1100)
         )
     in_c2 = await add(sessions, thread_id=thread["c2"])
-    tried: list[int] = []
-
-    async def perform(session: AsyncSession, item: OutboxItem) -> None:
-        tried.append(item.id)
-
+    tried, perform = recorder()
     deliveries = paced_worker(sessions, {"post": perform}, pacer)
     assert await deliveries.run_once() == 1
     assert tried == [in_c2]
@@ -347,16 +355,11 @@ async def test_a_backlog_in_a_booked_channel_does_not_hold_up_the_others(
 async def test_only_posts_wait_for_a_booked_channel(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    pacer = ChannelPacer(per_second=1.0, burst=1, spare=0.0)
-    assert pacer.take("C1", "another post") == 0  # C1 has no slot for a second
+    pacer = c1_booked()
     thread = await threads(sessions)
     post = await add(sessions, thread_id=thread["c1"])
     edit = await add(sessions, thread_id=thread["dm"], kind="update")  # e.g. chat.update
-    tried: list[int] = []
-
-    async def perform(session: AsyncSession, item: OutboxItem) -> None:
-        tried.append(item.id)
-
+    tried, perform = recorder()
     deliveries = paced_worker(sessions, {"post": perform, "update": perform}, pacer)
     assert await deliveries.run_once() == 1
     assert tried == [edit]  # Slack paces posts per channel, not edits

@@ -120,15 +120,41 @@ async def message_at(
     )
 
 
+def feed_row(conversation_id: str, message_id: int, kind: str, now: datetime) -> dict[str, Any]:
+    """A feed entry's columns, for `add_feed` or a Core insert of many."""
+    return {
+        "conversation_id": conversation_id,
+        "kind": kind,
+        "message_id": message_id,
+        "created_at": now,
+    }
+
+
 def add_feed(session: AsyncSession, message: Message, kind: str, now: datetime) -> None:
-    session.add(
-        FeedItem(
-            conversation_id=message.conversation_id,
-            kind=kind,
-            message_id=message.id,
-            created_at=now,
-        )
-    )
+    session.add(FeedItem(**feed_row(message.conversation_id, message.id, kind, now)))
+
+
+def outbox_row(
+    *,
+    team_id: str,
+    kind: str,
+    conversation_id: str,
+    thread_id: int | None,
+    message_id: int | None,
+    now: datetime,
+    payload: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An outbox row's columns, owed now, for `add_outbox` or a Core insert of many."""
+    return {
+        "payload": payload,
+        "team_id": team_id,
+        "kind": kind,
+        "conversation_id": conversation_id,
+        "thread_id": thread_id,
+        "message_id": message_id,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
 
 
 def add_outbox(
@@ -144,13 +170,14 @@ def add_outbox(
 ) -> None:
     session.add(
         OutboxItem(
-            payload=payload,
-            team_id=team_id,
-            kind=kind,
-            conversation_id=conversation_id,
-            thread_id=thread_id,
-            message_id=message_id,
-            next_attempt_at=now,
-            created_at=now,
+            **outbox_row(
+                team_id=team_id,
+                kind=kind,
+                conversation_id=conversation_id,
+                thread_id=thread_id,
+                message_id=message_id,
+                now=now,
+                payload=payload,
+            )
         )
     )
