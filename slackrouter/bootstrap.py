@@ -48,9 +48,6 @@ log = logging.getLogger(__name__)
 
 USERGROUP_REFRESH_MINUTES = 15
 HOME_SWEEP_SECONDS = 30.0
-# Posts to a Slack channel booked further ahead than this are left in the outbox, unread, until
-# its slots come nearer (see DeliveryWorker._lanes).
-PACED_AHEAD = 0.0
 
 
 @dataclass
@@ -185,7 +182,7 @@ def build(settings: Settings, *, clock: Clock = utcnow, db_schema: str | None = 
         },
         clock=clock,
         max_attempts=settings.delivery_max_attempts,
-        booked=lambda: pacer.booked(PACED_AHEAD),
+        pacer=pacer,
         paced=frozenset({"post_parent", "post_reply"}),
         busy=lambda: visitor_messages.busy(),
     )

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,7 +36,7 @@ from slackrouter.observability import (
     DELIVERY_RETRIES,
     bind_log_context,
 )
-from slackrouter.services.pacing import Booked
+from slackrouter.services.pacing import Booked, ChannelPacer
 
 log = logging.getLogger(__name__)
 
@@ -119,15 +119,15 @@ class DeliveryWorker:
         *,
         clock: Clock,
         max_attempts: int,
-        booked: Callable[[], Booked] = Booked,
+        pacer: ChannelPacer | None = None,
         paced: frozenset[str] = frozenset(),
         busy: Callable[[], bool] = lambda: False,
     ) -> None:
         self._sessions = sessions
         self._busy = busy  # visitor messages are being written
         self._while_busy = asyncio.Semaphore(CONCURRENCY_WHILE_BUSY)
-        self._booked = booked
-        self._paced = paced  # the kinds that are posts, paced per channel
+        self._pacer = pacer or ChannelPacer()  # nobody takes from a pacer of its own
+        self._paced = paced  # the kinds that are posts, paced per channel (by the pacer)
         self._performers = performers
         self._clock = clock
         self._max_attempts = max_attempts
@@ -174,7 +174,7 @@ class DeliveryWorker:
                 )
             )
         # Posts left unread for a booked channel are read again when it has a free slot.
-        poll_interval = min([poll_interval, *self._booked().channels.values()])
+        poll_interval = min([poll_interval, *self._pacer.booked(0.0).channels.values()])
         if due is None:
             return poll_interval
         return min(poll_interval, max(0.0, (due - self._clock()).total_seconds()))
@@ -184,14 +184,17 @@ class DeliveryWorker:
         form a lane, delivered in order; up to CONCURRENCY lanes go at once."""
         async with self._lock:
             now = self._round_due = self._clock()
-            read, lanes = await self._lanes(now)
+            booked = self._pacer.booked(0.0)
+            read, lanes = await self._lanes(now, booked)
             slots = asyncio.Semaphore(CONCURRENCY)
-            delivered = await asyncio.gather(*(self._lane(lane, slots) for lane in lanes))
+            delivered = await asyncio.gather(
+                *(self._lane(lane, slots, booked.holding) for lane in lanes)
+            )
             if read == BATCH:
                 self._wake.set()
             return sum(delivered)
 
-    async def _lanes(self, now: datetime) -> tuple[int, list[list[Row[Any]]]]:
+    async def _lanes(self, now: datetime, booked: Booked) -> tuple[int, list[list[Row[Any]]]]:
         """How many due items were read (at most BATCH), and those worth trying, by lane. A
         thread whose first pending item is not due (a paced post, a retry, a post under way)
         waits whole.
@@ -202,7 +205,6 @@ class DeliveryWorker:
         of visitor messages they would otherwise each be tried and told to wait, round after
         round, taking the process's time from accepting messages for no post made sooner."""
         pending = OutboxItem.status == "pending"
-        booked = self._booked()
         channel = func.coalesce(SlackThread.channel_id, Rep.dm_channel_id)
         query = (
             select(
@@ -231,7 +233,11 @@ class DeliveryWorker:
             rows = (await session.execute(query.order_by(OutboxItem.id).limit(BATCH))).all()
             waiting = await session.execute(
                 select(OutboxItem.thread_id, func.min(OutboxItem.id))
-                .where(pending, OutboxItem.next_attempt_at > now, OutboxItem.thread_id.is_not(None))
+                .where(
+                    pending,
+                    OutboxItem.next_attempt_at > now,
+                    OutboxItem.thread_id.in_({row.thread_id for row in rows} - {None}),
+                )
                 .group_by(OutboxItem.thread_id)
             )
             first_not_due = {thread_id: item_id for thread_id, item_id in waiting}
@@ -256,9 +262,14 @@ class DeliveryWorker:
             lanes.setdefault(lane, []).append(row)
         return len(rows), list(lanes.values())
 
-    async def _lane(self, rows: list[Row[Any]], slots: asyncio.Semaphore) -> int:
+    async def _lane(
+        self, rows: list[Row[Any]], slots: asyncio.Semaphore, holding: frozenset[Hashable]
+    ) -> int:
         """Deliver one lane's items in order. A failure outside the items' own (the database's)
-        ends the lane and not the round: its items are tried again in the next one."""
+        ends the lane and not the round: its items are tried again in the next one.
+
+        A post whose channel has no free slot (its thread's earlier posts took them) is left
+        for a later round, untried: tried, it would only be told to wait."""
         delivered = 0
         held: set[str] = set()  # kinds of a thread with an earlier item still pending
         async with slots:
@@ -266,6 +277,14 @@ class DeliveryWorker:
                 for row in rows:
                     key = f"{row.kind}:{row.conversation_id}:{row.thread_id}"
                     if key in held:
+                        continue
+                    if (
+                        row.kind in self._paced
+                        and row.channel is not None
+                        and row.id not in holding
+                        and not self._pacer.free(row.channel)
+                    ):
+                        held.add(key)
                         continue
                     async with self._while_busy if self._busy() else contextlib.nullcontext():
                         delivered += await self._deliver(row.id, key, held)

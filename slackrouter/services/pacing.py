@@ -71,6 +71,10 @@ class ChannelPacer:
         bucket.kept[post] = slot
         return slot - now
 
+    def free(self, channel: str) -> bool:
+        """Whether a post to `channel` would go now (`take` would answer 0)."""
+        return self._bucket(channel, self._clock()).tokens - 1 >= self._spare
+
     def booked(self, beyond: float) -> Booked:
         """The channels whose next free slot is more than `beyond` seconds away: posts to them
         are not worth trying yet (nor reading from the database), except those holding a slot."""

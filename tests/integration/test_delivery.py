@@ -1,7 +1,8 @@
 """The outbox's delivery worker on a real database: different threads delivered at once, each in
 order; a leased item kept from every worker until its lease runs out; a paced item tried again
 when its slot comes, woken by its due time and not by a poll; posts to a channel booked ahead left
-unread until it frees, and one chat's post started per channel and round."""
+unread until it frees, and one chat's post started per channel and round; a thread's posts
+beyond its channel's free slots left untried."""
 
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def paced_worker(
         performers,
         clock=utcnow,
         max_attempts=3,
-        booked=lambda: pacer.booked(0.0),
+        pacer=pacer,
         paced=frozenset({"post"}),
     )
 
@@ -289,6 +290,32 @@ async def test_posts_to_a_booked_channel_wait_unread_and_a_round_starts_one_per_
     assert tried == [in_c2, in_c1[0]]
     assert await deliveries.run_once() == 1
     assert tried == [in_c2, *in_c1]
+
+
+async def test_a_threads_posts_beyond_its_channels_free_slots_are_left_untried(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    clock = [1000.0]
+    pacer = ChannelPacer(per_second=1.0, burst=2, spare=0.0, clock=lambda: clock[0])
+    thread = await threads(sessions)
+    posts = [await add(sessions, thread_id=thread["c2"]) for _ in range(4)]
+    tried: list[int] = []
+
+    async def post(session: AsyncSession, item: OutboxItem) -> None:
+        wait = pacer.take("C2", item.id)  # as the Slack poster does
+        if wait > 0:
+            raise RetryLater(wait, "pacing posts to C2")
+        tried.append(item.id)
+
+    deliveries = paced_worker(sessions, {"post": post}, pacer)
+    assert await deliveries.run_once() == 2  # a burst of two, then C2 has no free slot
+    assert tried == posts[:2]
+    for item_id in posts[2:]:  # not tried, so not told to wait either
+        item = await row(sessions, item_id)
+        assert (item.status, item.attempts, item.last_error) == ("pending", 0, None)
+    clock[0] += 1.0
+    assert await deliveries.run_once() == 1
+    assert tried == posts[:3]
 
 
 async def test_while_visitor_messages_are_written_two_posts_go_at_once(
