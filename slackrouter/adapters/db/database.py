@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from sqlalchemy.util import await_
@@ -14,6 +15,9 @@ from sqlalchemy.util import await_
 from slackrouter.config import sqlite_path
 
 SQLITE_CONNECTIONS = 15  # the default pool's most (5 kept + 10 overflow)
+# A PostgreSQL connection back in the pool for longer than this is pinged before it is used.
+IDLE_BEFORE_PING = 10.0
+_CHECKED_IN = "slackrouter_checked_in"
 
 
 def create_engine(database_url: str, *, schema: str | None = None) -> AsyncEngine:
@@ -30,12 +34,36 @@ def create_engine(database_url: str, *, schema: str | None = None) -> AsyncEngin
     elif schema:
         kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
     if database_url.startswith("postgresql"):
-        kwargs.update(pool_size=5, max_overflow=10, pool_pre_ping=True)
+        kwargs.update(pool_size=5, max_overflow=10)
     engine = _create_async_engine(database_url, **kwargs)
+    if database_url.startswith("postgresql"):
+        event.listen(engine.sync_engine.pool, "checkin", _checked_in)
+        event.listen(engine.sync_engine.pool, "checkout", _ping_if_idle)
     if database_url.startswith("sqlite"):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         WriteGate().attach(engine)
     return engine
+
+
+def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+    if record is not None:
+        record.info[_CHECKED_IN] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """Ping a connection that sat idle in the pool before handing it out; a dead one (the
+    server restarted, a proxy closed it) is replaced (SQLAlchemy's pessimistic disconnect
+    handling, DisconnectionError). SQLAlchemy's own `pool_pre_ping` pings at every checkout:
+    three round trips with asyncpg (BEGIN, a statement, ROLLBACK), and a delivered Slack post
+    checks out two connections. One used a moment ago is as good as pinged; a server restart
+    just after fails the statements in flight, which the pool then replaces with the rest."""
+    since = record.info.get(_CHECKED_IN)
+    if since is None or time.monotonic() - since < IDLE_BEFORE_PING:
+        return
+    try:
+        dbapi_connection.ping()
+    except Exception as exc:
+        raise DisconnectionError(f"an idle connection was dead: {exc}") from exc
 
 
 _GATE_HELD = "slackrouter_write_gate"
