@@ -24,10 +24,8 @@ from bench.stack import (
     Bare,
     Database,
     FakeSlack,
-    cpu_seconds,
     load_process,
     next_line,
-    rss_mb,
     run_load,
 )
 from slackrouter.adapters.db.models import Chatflow
@@ -355,7 +353,7 @@ async def open_streams(
     client processes: sampled `runs` times across one whole wait cycle of the streams (each
     held stream wakes up once in it); also the app's CPU while they are held."""
     conversations = await database.idle_conversations(chatflow, sizes.streams)
-    idle = rss_mb(app.pid)
+    idle = app.rss_mb()
     clients = sizes.stream_clients
     async with contextlib.AsyncExitStack() as stack:
         opening = time.monotonic()
@@ -377,12 +375,12 @@ async def open_streams(
         ready = [await next_line(lines, "streams") for lines, _ in generators]
         opened = time.monotonic() - opening
         answered = sum(int(r["ready"]) for r in ready)
-        cpu_before, clock = cpu_seconds(app.pid), time.monotonic()
+        cpu_before, clock = app.cpu_seconds(), time.monotonic()
         rss = []
         for _ in range(sizes.runs):
             await asyncio.sleep(STREAM_CYCLE / sizes.runs)
-            rss.append(rss_mb(app.pid))
-        cpu = (cpu_seconds(app.pid) - cpu_before) / (time.monotonic() - clock)
+            rss.append(app.rss_mb())
+        cpu = (app.cpu_seconds() - cpu_before) / (time.monotonic() - clock)
         held = 0
         for lines, stdin in generators:
             stdin.close()
@@ -418,7 +416,7 @@ async def replicas(
             if count == 2:
                 await second.start()
             await quiet(slack)
-            before = sum(cpu_seconds(app.pid) for app in apps)
+            before = sum(app.cpu_seconds() for app in apps)
             await run_load(
                 workdir,
                 {
@@ -434,7 +432,7 @@ async def replicas(
                 },
             )
             await database.settled(within=300)
-            used = sum(cpu_seconds(app.pid) for app in apps) - before
+            used = sum(app.cpu_seconds() for app in apps) - before
             per_chat[count].append(used / sizes.replica_chats)
             if count == 2:
                 second.stop()

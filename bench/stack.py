@@ -129,7 +129,8 @@ class FakeSlack:
 
 
 class App:
-    """One `slackrouter run` process, answering once started."""
+    """One `slackrouter run` process, answering once started, and the delivery process it
+    starts: its CPU and memory are the two's."""
 
     def __init__(self, name: str, workdir: Path, settings: dict[str, str]) -> None:
         self.process = AppProcess(name, workdir, settings)
@@ -139,6 +140,18 @@ class App:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    @property
+    def pids(self) -> list[int]:
+        """The web process and its children (the delivery process)."""
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        return [self.pid, *map(int, children)]
+
+    def cpu_seconds(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.pids)
+
+    def rss_mb(self) -> float:
+        return sum(rss_mb(pid) for pid in self.pids)
 
     async def start(self) -> None:
         self.process.start()

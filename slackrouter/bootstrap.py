@@ -20,6 +20,7 @@ from slackrouter.adapters.slack.connection import connect_slack
 from slackrouter.adapters.slack.gateway import SlackGateway
 from slackrouter.clock import Clock, utcnow
 from slackrouter.config import Settings
+from slackrouter.delivery_process import DeliveryProcess
 from slackrouter.handlers import installs, register_listeners
 from slackrouter.handlers.surfaces import Surfaces
 from slackrouter.services.admins import Admins
@@ -74,6 +75,7 @@ class Runtime:
     scheduler: AsyncIOScheduler
     home: HomeTabs
     db_schema: str | None = None
+    delivery_process: DeliveryProcess | None = None  # delivers the outbox in its stead
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _bridge: PostgresFeedBridge | None = None
 
@@ -86,9 +88,12 @@ class Runtime:
             dsn = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
             self._bridge = PostgresFeedBridge(dsn, self.notifier, schema=self.db_schema)
             await self._bridge.start()
-        self._tasks.append(
-            asyncio.create_task(self.delivery.run_forever(self.settings.delivery_poll_interval))
-        )
+        if self.delivery_process is not None:
+            await self.delivery_process.start()
+        else:
+            self._tasks.append(
+                asyncio.create_task(self.delivery.run_forever(self.settings.delivery_poll_interval))
+            )
         self._tasks.append(asyncio.create_task(self.home.run_forever(HOME_SWEEP_SECONDS)))
         self.scheduler.add_job(
             self.presence.refresh,
@@ -144,6 +149,8 @@ class Runtime:
         self._tasks.clear()
         if self._bridge is not None:
             await self._bridge.stop()
+        if self.delivery_process is not None:
+            await self.delivery_process.stop()
         await self.slack.aclose()
         await self.engine.dispose()
 
@@ -161,8 +168,15 @@ def create_mailer(settings: Settings) -> Mailer:
     return MboxMailer(Path(settings.mbox_path))
 
 
-def build(settings: Settings, *, clock: Clock = utcnow, db_schema: str | None = None) -> Runtime:
-    """Build the app from settings; nothing connects until it is used or started."""
+def build(
+    settings: Settings,
+    *,
+    clock: Clock = utcnow,
+    db_schema: str | None = None,
+    delivery_process: DeliveryProcess | None = None,
+) -> Runtime:
+    """Build the app from settings; nothing connects until it is used or started. With a
+    `delivery_process`, the outbox is delivered there, woken by this process's new rows."""
     engine = create_engine(settings.database_url, schema=db_schema)
     sessions = session_factory(engine)
     connection = connect_slack(settings, engine)  # one bot token, or OAuth for many workspaces
@@ -186,6 +200,7 @@ def build(settings: Settings, *, clock: Clock = utcnow, db_schema: str | None = 
         paced=frozenset({"post_parent", "post_reply"}),
         busy=lambda: visitor_messages.busy(),
     )
+    wake = delivery.wake if delivery_process is None else delivery_process.wake
     directory = Directory(sessions, slack, clock=clock)
     contacts = Contacts(sessions, slack, clock=clock)
     router = Router(directory, contacts, max_age=settings.presence_max_age)
@@ -195,9 +210,9 @@ def build(settings: Settings, *, clock: Clock = utcnow, db_schema: str | None = 
         router,
         clock=clock,
         email_debounce=settings.email_debounce_seconds,
-        on_outbox=delivery.wake,
+        on_outbox=wake,
     )
-    replies = Replies(sessions, notifier, slack, clock=clock, on_outbox=delivery.wake)
+    replies = Replies(sessions, notifier, slack, clock=clock, on_outbox=wake)
     bolt = AsyncApp(
         signing_secret=settings.slack_signing_secret,
         client=client,
@@ -230,7 +245,7 @@ def build(settings: Settings, *, clock: Clock = utcnow, db_schema: str | None = 
         admins,
         replies,
         clock=clock,
-        on_outbox=delivery.wake,
+        on_outbox=wake,
         on_change=home.changed,
     )
     surfaces = Surfaces(
@@ -266,11 +281,12 @@ def build(settings: Settings, *, clock: Clock = utcnow, db_schema: str | None = 
             router,
             notifier,
             clock=clock,
-            on_outbox=delivery.wake,
+            on_outbox=wake,
             email_debounce=settings.email_debounce_seconds,
         ),
         mailer=mailer,
         db_schema=db_schema,
+        delivery_process=delivery_process,
         bolt=bolt,
         scheduler=AsyncIOScheduler(timezone="UTC"),
         home=home,

@@ -15,12 +15,14 @@ import contextvars
 import logging
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import IO, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 
 # --- metrics ----------------------------------------------------------------------------------
 
@@ -85,9 +87,10 @@ def observe_slack_call(method: str, outcome: str, seconds: float) -> None:
     SLACK_LATENCY.labels(method=method).observe(seconds)
 
 
-def render_metrics(queue_depth: Mapping[str, int]) -> bytes:
-    """The Prometheus text: the app's counters, and the outbox's pending rows by kind (queue
-    depth), measured by the caller at scrape time."""
+def render_metrics(queue_depth: Mapping[str, int], others: Iterable[str] = ()) -> bytes:
+    """The Prometheus text: the app's counters (this process's, and those of its other
+    processes in `others`, added up), and the outbox's pending rows by kind (queue depth),
+    measured by the caller at scrape time."""
     scrape = CollectorRegistry()
     gauge = Gauge(
         "slackrouter_outbox_pending",
@@ -97,7 +100,40 @@ def render_metrics(queue_depth: Mapping[str, int]) -> bytes:
     )
     for kind in ("post_parent", "post_reply", "email", "webhook", *queue_depth):
         gauge.labels(kind=kind).set(queue_depth.get(kind, 0))
-    return generate_latest(REGISTRY) + generate_latest(scrape)
+    return merged_metrics(generate_latest(REGISTRY).decode(), *others) + generate_latest(scrape)
+
+
+def merged_metrics(*texts: str) -> bytes:
+    """Prometheus texts of several processes of one app as one: samples with the same name and
+    labels are added up (counters, histogram buckets, sums and counts), `_created` takes the
+    earliest."""
+    families: dict[str, Metric] = {}
+    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    for text in texts:
+        for family in text_string_to_metric_families(text):
+            families.setdefault(family.name, family)  # the first's name, type and help
+            samples = values.setdefault(family.name, {})
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                if key not in samples:
+                    samples[key] = sample.value
+                elif sample.name.endswith("_created"):
+                    samples[key] = min(samples[key], sample.value)
+                else:
+                    samples[key] += sample.value
+
+    class _Merged:
+        def collect(self) -> Iterable[Metric]:
+            for name, family in families.items():
+                out = Metric(family.name, family.documentation, family.type, family.unit)
+                for (sample_name, labels), value in values[name].items():
+                    out.add_sample(sample_name, dict(labels), value)
+                yield out
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Merged())  # type: ignore[arg-type]
+    return generate_latest(registry)
+
 
 
 # --- logs -------------------------------------------------------------------------------------
