@@ -1,9 +1,11 @@
-"""LISTEN/NOTIFY between replicas: a replica's own notices are not taken twice, and a lost LISTEN
-connection comes back and wakes every waiter (held streams read only when woken)."""
+"""LISTEN/NOTIFY between replicas: a replica's own notices are not taken twice, a burst of them
+(sent together) reaches every conversation's waiter, and a lost LISTEN connection comes back and
+wakes every waiter (held streams read only when woken)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
@@ -42,6 +44,21 @@ async def test_a_notice_wakes_the_other_replica_once_and_not_its_sender_twice(
         assert await mine.wait(0)  # woken in process, at once
         assert await theirs.wait(5)
         assert not await mine.wait(0.5)  # its own NOTIFY does not wake it again
+
+
+async def test_a_burst_of_notices_wakes_each_conversations_waiter_on_the_other_replica(
+    replicas: tuple[FeedNotifier, FeedNotifier, PostgresFeedBridge],
+) -> None:
+    here, there, _ = replicas
+    ids = [f"burst-{n}" for n in range(300)]
+    with contextlib.ExitStack() as stack:
+        theirs = [stack.enter_context(there.subscribe(c)) for c in ids]
+        quiet = stack.enter_context(there.subscribe("not-published"))
+        for conversation_id in ids:  # as a batch of visitor messages publishes them
+            here.notify(conversation_id)
+        woken = await asyncio.gather(*(waiter.wait(10) for waiter in theirs))
+        assert all(woken)
+        assert not await quiet.wait(0.2)
 
 
 async def test_a_lost_listen_connection_comes_back_and_wakes_every_waiter(
