@@ -28,10 +28,6 @@ def rep_state(rep: Rep, *, now: datetime, max_age: timedelta) -> RepState:
     )
 
 
-def snapshot(reps: Iterable[Rep], *, now: datetime, max_age: timedelta) -> dict[str, RepState]:
-    return {rep.user_id: rep_state(rep, now=now, max_age=max_age) for rep in reps}
-
-
 def describe(reps: Iterable[Rep], *, now: datetime) -> str:
     """For the log: which cached values a decision used, and how old they were."""
     parts = []

@@ -18,12 +18,13 @@ from slackrouter.routing import (
     Contact,
     Decision,
     Outcome,
+    RepState,
     RoutingRequest,
     Rule,
     WeeklyHours,
     decide,
 )
-from slackrouter.services.availability import describe, snapshot
+from slackrouter.services.availability import describe, rep_state
 from slackrouter.services.contacts import Contacts
 from slackrouter.services.directory import Directory
 
@@ -64,13 +65,17 @@ def away_text(chatflow: Chatflow, decision: Decision, *, now: datetime) -> str:
 class RoutingCache:
     """What routing reads, kept for the chats routed in one transaction: the reps (their
     objects, so that each round-robin stamp is seen by the next chat), the route teams'
-    members, and the contacts of the visitors looked up beforehand."""
+    members, the contacts of the visitors looked up beforehand, and each rep's state as routing
+    sees it (read again once round robin has stamped the rep)."""
 
     reps: dict[tuple[str, str], Rep] = field(default_factory=dict)
     members: dict[tuple[str, tuple[str, ...]], dict[str, tuple[str, ...]]] = field(
         default_factory=dict
     )
     contacts: dict[tuple[str, str], ContactRow | None] = field(default_factory=dict)
+    states: dict[tuple[str, str], tuple[datetime, datetime | None, RepState]] = field(
+        default_factory=dict
+    )
 
 
 class Router:
@@ -89,6 +94,21 @@ class Router:
         """Find the contacts of visitors about to be routed, all at once, into `cache`."""
         found = await self._contacts.find_for_visitors(session, team_id=team_id, visitors=visitors)
         cache.contacts.update(((team_id, v), contact) for v, contact in found.items())
+
+    def _states(
+        self, cache: RoutingCache, reps: Iterable[Rep], now: datetime
+    ) -> dict[str, RepState]:
+        """The reps' availability snapshot, each rep's state made once per batch: a busy site
+        routes dozens of chats a batch over the same reps."""
+        states = {}
+        for rep in reps:
+            key = (rep.team_id, rep.user_id)
+            made = cache.states.get(key)
+            if made is None or made[:2] != (now, rep.last_assigned_at):
+                state = rep_state(rep, now=now, max_age=self._max_age)
+                made = cache.states[key] = (now, rep.last_assigned_at, state)
+            states[rep.user_id] = made[2]
+        return states
 
     async def route(
         self,
@@ -138,7 +158,7 @@ class Router:
                 hours=weekly_hours(chatflow),
                 has_channel=chatflow.channel_id is not None,
             ),
-            reps=snapshot(reps.values(), now=now, max_age=self._max_age),
+            reps=self._states(cache, reps.values(), now),
             now=now,
             contact=Contact(owner=contact.owner_user_id) if contact is not None else None,
             exclude=frozenset(exclude),
