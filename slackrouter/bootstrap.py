@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from slack_bolt.async_app import AsyncApp
@@ -15,34 +14,29 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from slackrouter.adapters.db.database import create_engine, session_factory
 from slackrouter.adapters.db.migrate import upgrade
-from slackrouter.adapters.mail import Mailer, MboxMailer, SmtpMailer
+from slackrouter.adapters.mail import Mailer, create_mailer
 from slackrouter.adapters.slack.connection import connect_slack
 from slackrouter.adapters.slack.gateway import SlackGateway
 from slackrouter.clock import Clock, utcnow
 from slackrouter.config import Settings
-from slackrouter.delivery_process import DeliveryProcess
+from slackrouter.delivery_process import DeliveryProcess, delivery_worker
 from slackrouter.handlers import installs, register_listeners
 from slackrouter.handlers.surfaces import Surfaces
 from slackrouter.services.admins import Admins
 from slackrouter.services.chat_actions import ChatActions
-from slackrouter.services.chat_updates import UPDATE_PARENT, ParentUpdater
 from slackrouter.services.chatflow_admin import ChatflowAdmin
 from slackrouter.services.contacts import Contacts
 from slackrouter.services.conversations import ConversationReader
 from slackrouter.services.delivery import DeliveryWorker
 from slackrouter.services.directory import Directory
-from slackrouter.services.email_delivery import ChatMailer
 from slackrouter.services.home import HomeTabs
 from slackrouter.services.notifier import FeedNotifier, PostgresFeedBridge
 from slackrouter.services.overview import Overview
-from slackrouter.services.pacing import ChannelPacer
 from slackrouter.services.presence import PresenceService
 from slackrouter.services.replies import Replies
 from slackrouter.services.router import Router
-from slackrouter.services.slack_delivery import SlackPoster
 from slackrouter.services.timers import TimerWorker
 from slackrouter.services.visitor_messages import VisitorMessages
-from slackrouter.services.webhooks import WebhookSender
 from slackrouter.services.workspaces import Workspaces
 
 log = logging.getLogger(__name__)
@@ -155,19 +149,6 @@ class Runtime:
         await self.engine.dispose()
 
 
-def create_mailer(settings: Settings) -> Mailer:
-    """SMTP when a host is set; otherwise an mbox file under ./var/."""
-    if settings.smtp_host:
-        return SmtpMailer(
-            settings.smtp_host,
-            settings.smtp_port,
-            security=settings.smtp_security,  # type: ignore[arg-type]
-            username=settings.smtp_username,
-            password=settings.smtp_password,
-        )
-    return MboxMailer(Path(settings.mbox_path))
-
-
 def build(
     settings: Settings,
     *,
@@ -183,22 +164,8 @@ def build(
     client, slack = connection.client, connection.gateway
     notifier = FeedNotifier()
     mailer = create_mailer(settings)
-    pacer = ChannelPacer()
-    poster = SlackPoster(slack, pacer, clock=clock)
-    delivery = DeliveryWorker(
-        sessions,
-        {
-            "post_parent": poster.post_parent,
-            "post_reply": poster.post_reply,
-            "email": ChatMailer(slack, mailer, mail_from=settings.mail_from).send,
-            "webhook": WebhookSender().send,
-            UPDATE_PARENT: ParentUpdater(slack).update_parent,
-        },
-        clock=clock,
-        max_attempts=settings.delivery_max_attempts,
-        pacer=pacer,
-        paced=frozenset({"post_parent", "post_reply"}),
-        busy=lambda: visitor_messages.busy(),
+    delivery = delivery_worker(
+        settings, sessions, slack, mailer, clock=clock, busy=lambda: visitor_messages.busy()
     )
     wake = delivery.wake if delivery_process is None else delivery_process.wake
     directory = Directory(sessions, slack, clock=clock)

@@ -26,12 +26,24 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import generate_latest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from slackrouter.adapters.db.database import create_engine, session_factory
+from slackrouter.adapters.mail import Mailer, create_mailer
+from slackrouter.adapters.slack.connection import connect_slack
+from slackrouter.adapters.slack.gateway import SlackGateway
+from slackrouter.clock import Clock, utcnow
 from slackrouter.config import Settings
 from slackrouter.observability import REGISTRY
+from slackrouter.services.chat_updates import UPDATE_PARENT, ParentUpdater
+from slackrouter.services.delivery import DeliveryWorker
+from slackrouter.services.email_delivery import ChatMailer
+from slackrouter.services.pacing import ChannelPacer
+from slackrouter.services.slack_delivery import SlackPoster
+from slackrouter.services.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +51,35 @@ METRICS_EVERY = 1.0  # seconds between the child's metrics lines
 RESTART_AFTER = 1.0  # seconds before a delivery process that died is started again
 STOP_WITHIN = 10.0  # seconds a stopping child has to finish its round before it is killed
 _PR_SET_PDEATHSIG = 1
+
+
+def delivery_worker(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    slack: SlackGateway,
+    mailer: Mailer,
+    *,
+    clock: Clock,
+    busy: Callable[[], bool] = lambda: False,
+) -> DeliveryWorker:
+    """The outbox's worker: Slack posts (paced per channel), edits, emails, webhook calls."""
+    pacer = ChannelPacer()
+    poster = SlackPoster(slack, pacer, clock=clock)
+    return DeliveryWorker(
+        sessions,
+        {
+            "post_parent": poster.post_parent,
+            "post_reply": poster.post_reply,
+            "email": ChatMailer(slack, mailer, mail_from=settings.mail_from).send,
+            "webhook": WebhookSender().send,
+            UPDATE_PARENT: ParentUpdater(slack).update_parent,
+        },
+        clock=clock,
+        max_attempts=settings.delivery_max_attempts,
+        pacer=pacer,
+        paced=frozenset({"post_parent", "post_reply"}),
+        busy=busy,
+    )
 
 
 class DeliveryProcess:
@@ -119,14 +160,17 @@ def _die_with_parent() -> None:
 
 
 async def serve_delivery(settings: Settings) -> None:
-    """`slackrouter deliver`: deliver the outbox until stdin closes (or SIGTERM)."""
-    from slackrouter.bootstrap import build
-
+    """`slackrouter deliver`: deliver the outbox until stdin closes (or SIGTERM). Only what
+    delivery needs is built (no web app, no Bolt app): the process is the smaller for it."""
     parent = os.getppid()
     _die_with_parent()
     if os.getppid() != parent:  # the parent died before the request took effect
         return
-    runtime = build(settings)
+    engine = create_engine(settings.database_url)
+    slack = connect_slack(settings, engine).gateway
+    worker = delivery_worker(
+        settings, session_factory(engine), slack, create_mailer(settings), clock=utcnow
+    )
     loop = asyncio.get_running_loop()
     wakes = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(wakes), sys.stdin)
@@ -135,7 +179,7 @@ async def serve_delivery(settings: Settings) -> None:
 
     async def read_wakes() -> None:
         while await wakes.read(4096):
-            runtime.delivery.wake()
+            worker.wake()
         stop.set()  # stdin closed: the web process has ended
 
     async def report_metrics() -> None:
@@ -148,7 +192,7 @@ async def serve_delivery(settings: Settings) -> None:
     tasks = [
         asyncio.create_task(read_wakes()),
         asyncio.create_task(report_metrics()),
-        asyncio.create_task(runtime.delivery.run_forever(settings.delivery_poll_interval)),
+        asyncio.create_task(worker.run_forever(settings.delivery_poll_interval)),
     ]
     log.info("delivering the outbox")
     try:
@@ -157,5 +201,5 @@ async def serve_delivery(settings: Settings) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await runtime.slack.aclose()
-        await runtime.engine.dispose()
+        await slack.aclose()
+        await engine.dispose()

@@ -17,6 +17,8 @@ from typing import Literal, Protocol
 
 import aiosmtplib
 
+from slackrouter.config import Settings
+
 log = logging.getLogger(__name__)
 
 Security = Literal["starttls", "tls", "none"]
@@ -136,3 +138,16 @@ class MboxMailer:
                 box.add(data)
             finally:
                 box.close()  # flushes, then unlocks
+
+
+def create_mailer(settings: Settings) -> Mailer:
+    """SMTP when a host is set; otherwise an mbox file under ./var/."""
+    if settings.smtp_host:
+        return SmtpMailer(
+            settings.smtp_host,
+            settings.smtp_port,
+            security=settings.smtp_security,  # type: ignore[arg-type]
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+        )
+    return MboxMailer(Path(settings.mbox_path))

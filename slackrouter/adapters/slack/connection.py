@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -63,6 +62,9 @@ def connect_slack(settings: Settings, engine: AsyncEngine) -> SlackConnection:
         client_secret=settings.slack_client_secret,
         client=client,
     )
+    # Imported here: the delivery process connects to Slack too, and has no Bolt app.
+    from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+
     oauth = AsyncOAuthSettings(
         client_id=settings.slack_client_id,
         client_secret=settings.slack_client_secret,
