@@ -229,6 +229,7 @@ class _Batch:
     timers: list[dict[str, object]] = field(default_factory=list)
     posts: list[_Post] = field(default_factory=list)
     postponed: set[str] = field(default_factory=set)
+    email_waits: set[str] = field(default_factory=set)  # conversations with an email pending
     answers: list[_Planned | UnknownChatflow] = field(default_factory=list)
 
 
@@ -336,15 +337,11 @@ class VisitorMessages:
             known = [r for r in batch if r.public_key in chatflows]
             keys = [_key(chatflows[r.public_key], r.message) for r in known]
             existing = await repo.visitor_messages_by_key(session, keys)
-            conversations = await self._open_conversations(session, chatflows, known, existing)
+            open_ = await self._open_conversations(session, chatflows, known, existing)
+            conversations, work.email_waits = open_.by_visitor, open_.timer_pending
             earlier = await self._conversations_of(session, existing.values())
             threads: dict[str, list[SlackThread | _NewThread]] = {
-                conversation_id: list(found)
-                for conversation_id, found in (
-                    await repo.threads_by_conversation(
-                        session, [c.id for c in conversations.values()]
-                    )
-                ).items()
+                conversation_id: list(its) for conversation_id, its in open_.threads.items()
             }
             in_batch: dict[tuple[str, str, str], _NewMessage] = {}
             await self._look_up_contacts(session, chatflows, known, existing, conversations, work)
@@ -400,11 +397,13 @@ class VisitorMessages:
         chatflows: dict[str, Chatflow],
         known: list[_Request],
         existing: dict[tuple[str, str, str], Message],
-    ) -> dict[tuple[str, str], Conversation]:
+    ) -> repo.OpenConversations:
         pairs = {_key(chatflows[r.public_key], r.message)[:2] for r in known}
-        found = await repo.open_conversations(session, pairs)
+        found = await repo.open_conversations(session, pairs, timer=followups.OFFLINE_EMAIL)
         starting = {
-            pair[0] for pair in pairs - found.keys() if not any(key[:2] == pair for key in existing)
+            pair[0]
+            for pair in pairs - found.by_visitor.keys()
+            if not any(key[:2] == pair for key in existing)
         }
         if starting and session.bind.dialect.name != "sqlite":
             # New conversations on PostgreSQL: lock their chatflows so that replicas route one
@@ -415,7 +414,7 @@ class VisitorMessages:
                 .order_by(Chatflow.id)
                 .with_for_update()
             )
-            found = await repo.open_conversations(session, pairs)
+            found = await repo.open_conversations(session, pairs, timer=followups.OFFLINE_EMAIL)
         return found
 
     async def _look_up_contacts(
@@ -541,7 +540,8 @@ class VisitorMessages:
         work.stored.append(stored)
         for thread in threads.get(conversation.id, []):
             work.posts.append(_Post("post_reply", thread, stored, conversation, None))
-        work.postponed.add(conversation.id)
+        if conversation.id in work.email_waits:
+            work.postponed.add(conversation.id)
 
     async def _postpone_emails(self, session: AsyncSession, work: _Batch) -> None:
         if not work.postponed:

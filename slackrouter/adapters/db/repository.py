@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import exists, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slackrouter.adapters.db.models import (
@@ -17,6 +18,7 @@ from slackrouter.adapters.db.models import (
     OutboxItem,
     Rep,
     SlackThread,
+    Timer,
 )
 
 
@@ -57,35 +59,44 @@ async def visitor_messages_by_key(
     return {(m.chatflow_id, m.visitor_id, m.client_message_id): m for m in rows}  # type: ignore[misc]
 
 
+@dataclass
+class OpenConversations:
+    """Visitors' open conversations, their Slack threads (oldest first), and which of them have
+    a timer of the asked kind pending."""
+
+    by_visitor: dict[tuple[str, str], Conversation] = field(default_factory=dict)
+    threads: dict[str, list[SlackThread]] = field(default_factory=dict)
+    timer_pending: set[str] = field(default_factory=set)
+
+
 async def open_conversations(
-    session: AsyncSession, pairs: Iterable[tuple[str, str]]
-) -> dict[tuple[str, str], Conversation]:
-    """The open conversation of each (chatflow id, visitor id) that has one."""
+    session: AsyncSession, pairs: Iterable[tuple[str, str]], *, timer: str
+) -> OpenConversations:
+    """The open conversation of each (chatflow id, visitor id) that has one, with its threads
+    and whether its `timer` is pending, in one statement (the visitor message writer's)."""
+    found = OpenConversations()
     wanted = sorted(set(pairs))
     if not wanted:
-        return {}
-    rows = await session.scalars(
-        select(Conversation).where(
+        return found
+    pending = exists().where(
+        Timer.conversation_id == Conversation.id, Timer.kind == timer, Timer.status == "pending"
+    )
+    rows = await session.execute(
+        select(Conversation, SlackThread, pending.label("timer_pending"))
+        .outerjoin(SlackThread, SlackThread.conversation_id == Conversation.id)
+        .where(
             tuple_(Conversation.chatflow_id, Conversation.visitor_id).in_(wanted),
             Conversation.status == "open",
         )
+        .order_by(SlackThread.id)
     )
-    return {(c.chatflow_id, c.visitor_id): c for c in rows}
-
-
-async def threads_by_conversation(
-    session: AsyncSession, conversation_ids: Iterable[str]
-) -> dict[str, list[SlackThread]]:
-    """The Slack threads of each conversation, oldest first."""
-    wanted = sorted(set(conversation_ids))
-    found: dict[str, list[SlackThread]] = {cid: [] for cid in wanted}
-    if not wanted:
-        return found
-    rows = await session.scalars(
-        select(SlackThread).where(SlackThread.conversation_id.in_(wanted)).order_by(SlackThread.id)
-    )
-    for thread in rows:
-        found[thread.conversation_id].append(thread)
+    for conversation, thread, timer_pending in rows:
+        found.by_visitor[conversation.chatflow_id, conversation.visitor_id] = conversation
+        threads = found.threads.setdefault(conversation.id, [])
+        if thread is not None:
+            threads.append(thread)
+        if timer_pending:
+            found.timer_pending.add(conversation.id)
     return found
 
 
