@@ -328,15 +328,14 @@ class VisitorMessages:
     async def _store(self, batch: list[_Request]) -> list[VisitorMessageResult | UnknownChatflow]:
         work = _Batch(now=self._clock())
         async with self._sessions() as session, session.begin():
-            chatflows = {
-                chatflow.public_key: chatflow
-                for chatflow in await session.scalars(
-                    select(Chatflow).where(Chatflow.public_key.in_({r.public_key for r in batch}))
-                )
-            }
+            chatflows, stored = await repo.chatflows_and_messages(
+                session,
+                (r.public_key for r in batch),
+                ((r.message.visitor_id, r.message.client_message_id) for r in batch),
+            )
             known = [r for r in batch if r.public_key in chatflows]
-            keys = [_key(chatflows[r.public_key], r.message) for r in known]
-            existing = await repo.visitor_messages_by_key(session, keys)
+            keys = {_key(chatflows[r.public_key], r.message) for r in known}
+            existing = {key: message for key, message in stored.items() if key in keys}
             open_ = await self._open_conversations(session, chatflows, known, existing)
             conversations, work.email_waits = open_.by_visitor, open_.timer_pending
             earlier = await self._conversations_of(session, existing.values())

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, select, tuple_
+from sqlalchemy import exists, false, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slackrouter.adapters.db.models import (
@@ -44,19 +44,28 @@ async def ensure_reps(session: AsyncSession, team_id: str, user_ids: Iterable[st
         session.add(Rep(team_id=team_id, user_id=user_id))
 
 
-async def visitor_messages_by_key(
-    session: AsyncSession, keys: Iterable[tuple[str, str, str]]
-) -> dict[tuple[str, str, str], Message]:
-    """Stored visitor messages by (chatflow id, visitor id, client message id)."""
-    wanted = sorted(set(keys))
-    if not wanted:
-        return {}
-    rows = await session.scalars(
-        select(Message).where(
-            tuple_(Message.chatflow_id, Message.visitor_id, Message.client_message_id).in_(wanted)
-        )
+async def chatflows_and_messages(
+    session: AsyncSession, public_keys: Iterable[str], messages: Iterable[tuple[str, str]]
+) -> tuple[dict[str, Chatflow], dict[tuple[str, str, str], Message]]:
+    """The chatflows of these public keys, and the visitor messages already stored in them of
+    these (visitor id, client message id), by (chatflow id, visitor id, client message id): one
+    statement (the visitor message writer's)."""
+    wanted = sorted(set(messages))
+    stored = (
+        tuple_(Message.visitor_id, Message.client_message_id).in_(wanted) if wanted else false()
     )
-    return {(m.chatflow_id, m.visitor_id, m.client_message_id): m for m in rows}  # type: ignore[misc]
+    rows = await session.execute(
+        select(Chatflow, Message)
+        .outerjoin(Message, (Message.chatflow_id == Chatflow.id) & stored)
+        .where(Chatflow.public_key.in_(sorted(set(public_keys))))
+    )
+    chatflows: dict[str, Chatflow] = {}
+    found: dict[tuple[str, str, str], Message] = {}
+    for chatflow, message in rows:
+        chatflows[chatflow.public_key] = chatflow
+        if message is not None:
+            found[message.chatflow_id, message.visitor_id, message.client_message_id] = message  # type: ignore[index]
+    return chatflows, found
 
 
 @dataclass
