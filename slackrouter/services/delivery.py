@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import Row, exists, func, or_, select
+from sqlalchemy import Row, bindparam, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -77,6 +77,25 @@ class RetryLater(Exception):
 
 class Undeliverable(Exception):
     """No retry can deliver this item (e.g. the rep to email has no address)."""
+
+
+_EARLIER = aliased(OutboxItem)
+# An item to attempt, if it is still pending and due, and no earlier item of its thread is
+# pending. Built once: building it (an aliased EXISTS) cost more than running it.
+_TAKE = (
+    select(OutboxItem)
+    .where(
+        OutboxItem.id == bindparam("item"),
+        OutboxItem.status == "pending",
+        OutboxItem.next_attempt_at <= bindparam("now"),
+        ~exists().where(
+            _EARLIER.thread_id == OutboxItem.thread_id,
+            _EARLIER.status == "pending",
+            _EARLIER.id < OutboxItem.id,
+        ),
+    )
+    .with_for_update(skip_locked=True)
+)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -302,21 +321,7 @@ class DeliveryWorker:
     async def _attempt(self, session: AsyncSession, item_id: int, key: str, held: set[str]) -> int:
         # Not taken: an item another replica holds (its row lock, its lease), and one after an
         # item of its thread still pending (each thread's order is kept across replicas).
-        earlier = aliased(OutboxItem)
-        item = await session.scalar(
-            select(OutboxItem)
-            .where(
-                OutboxItem.id == item_id,
-                OutboxItem.status == "pending",
-                OutboxItem.next_attempt_at <= self._clock(),
-                ~exists().where(
-                    earlier.thread_id == OutboxItem.thread_id,
-                    earlier.status == "pending",
-                    earlier.id < OutboxItem.id,
-                ),
-            )
-            .with_for_update(skip_locked=True)
-        )
+        item = await session.scalar(_TAKE, {"item": item_id, "now": self._clock()})
         if item is None:
             held.add(key)
             return 0
