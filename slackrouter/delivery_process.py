@@ -26,7 +26,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from prometheus_client import generate_latest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -86,16 +86,11 @@ class DeliveryProcess:
     """The web process's side: starts `slackrouter deliver`, wakes it, starts it again if it
     dies, and keeps its last metrics."""
 
-    def __init__(self, command: Iterable[str] | None = None) -> None:
-        self._command = list(command or (sys.executable, "-m", "slackrouter", "deliver"))
+    def __init__(self) -> None:
         self._process: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
         self.metrics = ""  # the child's last Prometheus text
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
 
     async def start(self) -> None:
         await self._spawn()
@@ -130,7 +125,10 @@ class DeliveryProcess:
 
     async def _spawn(self) -> None:
         self._process = await asyncio.create_subprocess_exec(
-            *self._command,
+            sys.executable,
+            "-m",
+            "slackrouter",
+            "deliver",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=1 << 22,
