@@ -6,6 +6,7 @@ retried event never delivers a reply twice.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from slackrouter.adapters.db.models import (
     Conversation,
     FeedItem,
     Message,
+    OutboxItem,
     Rep,
     SlackThread,
 )
@@ -34,6 +36,26 @@ from slackrouter.services.notifier import FeedNotifier
 from slackrouter.services.webhooks import queue_webhook
 
 log = logging.getLogger(__name__)
+
+# How long to wait before looking again for the chat of a reply whose thread may still be
+# being posted (see `Replies.relay`): 1.5 s in all, within the 3 s Slack gives an event.
+PARENT_POST_WAITS = (0.1, 0.2, 0.4, 0.8)
+_PARENT_POSTING = "parent_posting"
+# A chat's parent post not delivered yet, in the reply's channel or to the replying rep's DM.
+_PARENT_POSTING_FOR = (
+    select(OutboxItem.id)
+    .join(SlackThread, SlackThread.id == OutboxItem.thread_id)
+    .where(
+        OutboxItem.kind == "post_parent",
+        OutboxItem.status == "pending",
+        SlackThread.team_id == bindparam("team"),
+        SlackThread.thread_ts.is_(None),
+        (SlackThread.channel_id == bindparam("channel"))
+        | (SlackThread.rep_user_id == bindparam("rep")),
+    )
+    .limit(1)
+)
+
 
 # A rep who writes in a thread is active: written down at most this often per rep, which keeps
 # their presence fresh (PRESENCE_MAX_AGE, a minute by default) while they keep answering.
@@ -70,8 +92,22 @@ class Replies:
     async def relay(self, reply: RepMessage) -> str:
         """Store a rep's thread reply for the visitor; returns what was done (for logs).
 
-        It runs for every reply, so it reads columns rather than ORM objects and writes with
-        plain inserts: two inserts and a commit in the common case."""
+        A reply can reach the app before the post it answers is written down as the chat's
+        thread: Slack answers the post, the rep (or the sandbox) answers at once, and the
+        delivery worker's commit of the thread's `ts` comes after. While a parent post is being
+        delivered in the reply's channel (or to the replying rep's DM), the reply is looked at
+        again a few times over a second and a half; Slack's event, answered, is not sent again."""
+        outcome = await self._relay_once(reply)
+        for wait in PARENT_POST_WAITS:
+            if outcome != _PARENT_POSTING:
+                return outcome
+            await asyncio.sleep(wait)
+            outcome = await self._relay_once(reply)
+        return "not_a_chat" if outcome == _PARENT_POSTING else outcome
+
+    async def _relay_once(self, reply: RepMessage) -> str:
+        """Relay `reply` if its thread is a chat's; it reads columns rather than ORM objects and
+        writes with plain inserts: two inserts and a commit in the common case."""
         now = self._clock()
         try:
             async with self._sessions() as session, session.begin():
@@ -86,7 +122,11 @@ class Replies:
                     )
                 ).first()
                 if chat is None:
-                    return "not_a_chat"
+                    posting = await session.scalar(
+                        _PARENT_POSTING_FOR,
+                        {"team": reply.team_id, "channel": reply.channel, "rep": reply.user_id},
+                    )
+                    return _PARENT_POSTING if posting else "not_a_chat"
                 # In reverse mode every thread message is a note ("Send to visitor" sends one),
                 # so a slip never reaches the visitor; nothing reaches a closed chat's visitor.
                 is_note = (

@@ -1,0 +1,127 @@
+"""A rep's reply that reaches the app before the post it answers is written down as the chat's
+thread (Slack answered the post, the delivery worker's commit comes after) still reaches the
+visitor; a reply in a thread that is no chat's is ignored."""
+
+from __future__ import annotations
+
+import asyncio
+
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from slackrouter.adapters.db.models import (
+    Chatflow,
+    Conversation,
+    Message,
+    OutboxItem,
+    Rep,
+    SlackThread,
+)
+from slackrouter.adapters.slack.gateway import SlackGateway
+from slackrouter.clock import utcnow
+from slackrouter.services.notifier import FeedNotifier
+from slackrouter.services.replies import Replies, RepMessage
+
+REP, DM = "U1", "D1"
+
+
+async def chat_being_posted(sessions: async_sessionmaker[AsyncSession]) -> tuple[int, int]:
+    """A chat routed to REP whose parent post is under way: its thread has no ts yet. Returns
+    (thread id, outbox item id)."""
+    now = utcnow()
+    async with sessions() as session, session.begin():
+        session.add(
+            Chatflow(
+                id="cf1",
+                team_id="T0001",
+                name="Website",
+                public_key="pk1",
+                signing_secret="s" * 43,
+                created_at=now,
+            )
+        )
+        session.add(Rep(team_id="T0001", user_id=REP))
+        session.add(
+            Conversation(
+                id="chat1",
+                team_id="T0001",
+                chatflow_id="cf1",
+                visitor_id="v1",
+                token="t1",
+                routing_outcome="routed",
+                status="open",
+                created_at=now,
+            )
+        )
+        thread = SlackThread(
+            team_id="T0001", conversation_id="chat1", rep_user_id=REP, created_at=now
+        )
+        session.add(thread)
+        await session.flush()
+        item = OutboxItem(
+            team_id="T0001",
+            kind="post_parent",
+            conversation_id="chat1",
+            thread_id=thread.id,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        session.add(item)
+    return thread.id, item.id
+
+
+def replies(sessions: async_sessionmaker[AsyncSession]) -> Replies:
+    # No call reaches this client: a reply without mentions needs nothing from Slack.
+    slack = SlackGateway(AsyncWebClient(token="xoxb-unused", base_url="http://127.0.0.1:9/api/"))
+    return Replies(sessions, FeedNotifier(), slack, clock=utcnow, on_outbox=lambda: None)
+
+
+def reply(text: str = "Happy to help!") -> RepMessage:
+    return RepMessage(
+        team_id="T0001",
+        channel=DM,
+        thread_ts="1700000000.000100",
+        ts="1700000001.000200",
+        user_id=REP,
+        text=text,
+    )
+
+
+async def rep_messages(sessions: async_sessionmaker[AsyncSession]) -> list[str]:
+    async with sessions() as session:
+        return list(await session.scalars(select(Message.text).where(Message.author == "rep")))
+
+
+async def test_a_reply_before_its_thread_is_written_down_reaches_the_visitor(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    thread_id, item_id = await chat_being_posted(sessions)
+    relaying = asyncio.create_task(replies(sessions).relay(reply()))
+    await asyncio.sleep(0.3)
+    assert not relaying.done()  # it waits for the post under way
+    async with sessions() as session, session.begin():  # the delivery worker's commit
+        await session.execute(
+            update(SlackThread)
+            .where(SlackThread.id == thread_id)
+            .values(channel_id=DM, thread_ts="1700000000.000100")
+        )
+        await session.execute(
+            update(OutboxItem).where(OutboxItem.id == item_id).values(status="done")
+        )
+    async with asyncio.timeout(5):
+        assert await relaying == "relayed"
+    assert await rep_messages(sessions) == ["Happy to help!"]
+
+
+async def test_a_reply_in_a_thread_that_is_no_chats_is_ignored(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    _, item_id = await chat_being_posted(sessions)
+    async with sessions() as session, session.begin():  # the parent post failed for good
+        await session.execute(
+            update(OutboxItem).where(OutboxItem.id == item_id).values(status="failed")
+        )
+    async with asyncio.timeout(5):
+        assert await replies(sessions).relay(reply()) == "not_a_chat"
+    assert await rep_messages(sessions) == []
