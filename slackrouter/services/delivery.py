@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import Row, bindparam, exists, func, or_, select
+from sqlalchemy import ColumnElement, Row, Select, bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -41,6 +41,8 @@ from slackrouter.services.pacing import Booked, ChannelPacer
 log = logging.getLogger(__name__)
 
 BATCH = 100
+# Posts for booked channels put off (given a later due time) in one round, at most.
+PARK_BATCH = 1000
 # Rounds start at least this far apart: woken by every batch of visitor messages, a busy site
 # would otherwise have the worker read the outbox over and over for a post or two each time.
 ROUND_GAP = 0.05
@@ -96,6 +98,30 @@ _TAKE = (
     )
     .with_for_update(skip_locked=True)
 )
+
+
+# Put off a post for a booked channel until its slot, if it is still pending and due.
+_PARK = (
+    update(OutboxItem.__table__)
+    .where(
+        OutboxItem.id == bindparam("item"),
+        OutboxItem.status == "pending",
+        OutboxItem.next_attempt_at <= bindparam("due_by"),
+    )
+    .values(next_attempt_at=bindparam("until"))
+)
+
+
+def _channel() -> ColumnElement[str]:
+    """An outbox item's Slack channel: its thread's, or its rep's DM (once opened)."""
+    return func.coalesce(SlackThread.channel_id, Rep.dm_channel_id)
+
+
+def _with_channel(query: Select[Any]) -> Select[Any]:
+    """`query` on the outbox, joined to what `_channel` reads."""
+    return query.outerjoin(SlackThread, SlackThread.id == OutboxItem.thread_id).outerjoin(
+        Rep, (Rep.team_id == SlackThread.team_id) & (Rep.user_id == SlackThread.rep_user_id)
+    )
 
 
 def backoff(attempts: int) -> timedelta:
@@ -222,22 +248,19 @@ class DeliveryWorker:
         its own thread) in a rep's DM: a round starts one thread per channel, and posts to a
         channel the pacer has booked are not read at all, unless they hold a slot. Under a flood
         of visitor messages they would otherwise each be tried and told to wait, round after
-        round, taking the process's time from accepting messages for no post made sooner."""
+        round, taking the process's time from accepting messages for no post made sooner. They
+        are put off instead (`_park`), so that a round reads only what is due, however long
+        the backlog."""
         pending = OutboxItem.status == "pending"
-        channel = func.coalesce(SlackThread.channel_id, Rep.dm_channel_id)
-        query = (
+        channel = _channel()
+        query = _with_channel(
             select(
                 OutboxItem.id,
                 OutboxItem.kind,
                 OutboxItem.conversation_id,
                 OutboxItem.thread_id,
                 channel.label("channel"),
-            )
-            .where(pending, OutboxItem.next_attempt_at <= now)
-            .outerjoin(SlackThread, SlackThread.id == OutboxItem.thread_id)
-            .outerjoin(
-                Rep, (Rep.team_id == SlackThread.team_id) & (Rep.user_id == SlackThread.rep_user_id)
-            )
+            ).where(pending, OutboxItem.next_attempt_at <= now)
         )
         if booked.channels:
             query = query.where(
@@ -248,8 +271,16 @@ class DeliveryWorker:
                     OutboxItem.id.in_(sorted(booked.holding)),
                 )
             )
+        await self._park(now, booked)
         async with self._sessions() as session:
-            rows = (await session.execute(query.order_by(OutboxItem.id).limit(BATCH))).all()
+            # In order of due time, which the due index gives whatever the planner knows of the
+            # table; a thread's items in order of id.
+            rows = (
+                await session.execute(
+                    query.order_by(OutboxItem.next_attempt_at, OutboxItem.id).limit(BATCH)
+                )
+            ).all()
+            rows.sort(key=lambda row: row.id)
             waiting = await session.execute(
                 select(OutboxItem.thread_id, func.min(OutboxItem.id))
                 .where(
@@ -280,6 +311,50 @@ class DeliveryWorker:
                 lane = row.thread_id
             lanes.setdefault(lane, []).append(row)
         return len(rows), list(lanes.values())
+
+    async def _park(self, now: datetime, booked: Booked) -> None:
+        """Put off the due posts for booked channels until their slots come, as the pacer
+        reckons them: posts written since the last round behind those already waiting (one a
+        slot, in order of arrival), posts back at their slot to find it taken in front. Each
+        thread keeps its order (its later posts get later slots; a post is never taken before
+        an earlier one of its thread anyway)."""
+        if not booked.channels:
+            return
+        channel = _channel()
+        query = _with_channel(
+            select(
+                OutboxItem.id,
+                OutboxItem.created_at,
+                OutboxItem.next_attempt_at,
+                channel.label("channel"),
+            ).where(
+                OutboxItem.status == "pending",
+                OutboxItem.next_attempt_at <= now,
+                OutboxItem.kind.in_(sorted(self._paced)),
+                channel.in_(sorted(booked.channels)),
+            )
+        )
+        async with self._sessions() as session, session.begin():
+            rows = (
+                await session.execute(
+                    query.order_by(OutboxItem.next_attempt_at, OutboxItem.id).limit(PARK_BATCH)
+                )
+            ).all()
+            waiting: dict[tuple[str, bool], list[int]] = {}
+            for row in sorted(rows, key=lambda row: row.id):
+                if row.id not in booked.holding:
+                    queued = row.next_attempt_at <= row.created_at  # never put off before
+                    waiting.setdefault((row.channel, queued), []).append(row.id)
+            if not waiting:
+                return
+            parked = [
+                {"item": item, "due_by": now, "until": now + timedelta(seconds=wait)}
+                for (channel_id, queued), items in waiting.items()
+                for item, wait in zip(
+                    items, self._pacer.slots(channel_id, len(items), queued=queued), strict=True
+                )
+            ]
+            await session.execute(_PARK, parked)
 
     async def _lane(
         self, rows: list[Row[Any]], slots: asyncio.Semaphore, holding: frozenset[Hashable]

@@ -20,6 +20,7 @@ class _Bucket:
     updated: float
     kept: dict[Hashable, float] = field(default_factory=dict)  # post: its slot's time
     refused: float | None = None  # when Slack last refused a post
+    queued_until: float = 0.0  # the slot given to the last post queued (`slots`)
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,22 @@ class ChannelPacer:
                 channels[channel] = wait
                 holding.update(bucket.kept)
         return Booked(channels, frozenset(holding))
+
+    def slots(self, channel: str, count: int, *, queued: bool) -> list[float]:
+        """The seconds until the slots of `count` posts that wait for `channel`, one a slot
+        from its next free one: `queued` posts (new ones, in order of arrival) behind those
+        queued before them, the others (posts back at their slot to find it taken) in front.
+        An estimate for when to look at each again, not a promise: `take` decides."""
+        now = self._clock()
+        bucket = self._bucket(channel, now)
+        gap = 1.0 / self._rate
+        first = now + max(0.0, (self._spare + 1 - bucket.tokens) / self._rate)
+        if queued:
+            first = max(first, bucket.queued_until + gap)
+        slots = [first + n * gap for n in range(count)]
+        if queued and slots:
+            bucket.queued_until = slots[-1]
+        return [slot - now for slot in slots]
 
     def refused(self, channel: str) -> None:
         """Slack refused a post (a 429, an error), which used none of the channel's allowance:

@@ -1,8 +1,8 @@
 """The outbox's delivery worker on a real database: different threads delivered at once, each in
 order; a leased item kept from every worker until its lease runs out; a paced item tried again
 when its slot comes, woken by its due time and not by a poll; posts to a channel booked ahead left
-unread until it frees, and one chat's post started per channel and round; a thread's posts
-beyond its channel's free slots left untried."""
+untried and put off until their slots, and one chat's post started per channel and round; a
+thread's posts beyond its channel's free slots left untried."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import PendingRollbackError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -51,16 +51,32 @@ def worker(sessions: async_sessionmaker[AsyncSession], perform: Performer) -> De
     return DeliveryWorker(sessions, {"post": perform}, clock=utcnow, max_attempts=3)
 
 
+class Clock:
+    """One time for a pacer (seconds) and a worker (a datetime), moved on by the test; it
+    starts a minute ahead of the real clock, which `add` writes rows with (due at once)."""
+
+    def __init__(self) -> None:
+        self.seconds = 1000.0
+        self._start = utcnow() + timedelta(minutes=1)
+
+    def __call__(self) -> float:
+        return self.seconds
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=self.seconds - 1000.0)
+
+
 def paced_worker(
     sessions: async_sessionmaker[AsyncSession],
     performers: dict[str, Performer],
     pacer: ChannelPacer,
+    clock: Callable[[], datetime] = utcnow,
 ) -> DeliveryWorker:
     """A worker whose "post" items are paced per channel, as Slack posts are."""
     return DeliveryWorker(
         sessions,
         performers,
-        clock=utcnow,
+        clock=clock,
         max_attempts=3,
         pacer=pacer,
         paced=frozenset({"post"}),
@@ -264,19 +280,20 @@ async def threads(sessions: async_sessionmaker[AsyncSession]) -> dict[str, int]:
     return {name: thread.id for name, thread in rows.items()}
 
 
-async def test_posts_to_a_booked_channel_wait_unread_and_a_round_starts_one_per_channel(
+async def test_posts_to_a_booked_channel_wait_their_slots_untried(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    clock = [1000.0]
-    pacer = c1_booked(clock=lambda: clock[0])
+    clock = Clock()
+    pacer = c1_booked(clock=clock)
     thread = await threads(sessions)
     in_c1 = [await add(sessions, thread_id=thread[name]) for name in ("c1", "dm")]
     in_c2 = await add(sessions, thread_id=thread["c2"])
     tried, perform = recorder()
-    deliveries = paced_worker(sessions, {"post": perform}, pacer)
+    deliveries = paced_worker(sessions, {"post": perform}, pacer, clock=clock.now)
     assert await deliveries.run_once() == 1
     assert tried == [in_c2]
-    for item_id in in_c1:  # untouched: not tried, not told to wait
+    # Not tried, nor told to wait: put off until C1's next free slots, one a second in order.
+    for n, item_id in enumerate(in_c1, start=1):
         item = await row(sessions, item_id)
         assert (item.status, item.attempts, item.result, item.last_error) == (
             "pending",
@@ -284,12 +301,45 @@ async def test_posts_to_a_booked_channel_wait_unread_and_a_round_starts_one_per_
             None,
             None,
         )
-    clock[0] += 1.0
+        assert _aware(item.next_attempt_at) == clock.now() + timedelta(seconds=n)
+    clock.seconds += 0.5
+    assert await deliveries.run_once() == 0  # nothing due: nothing read, nothing tried
+    clock.seconds += 0.5
     # C1 is free again: a round starts one chat's post in it (Slack takes one a second).
     assert await deliveries.run_once() == 1
     assert tried == [in_c2, in_c1[0]]
+    clock.seconds += 1.0
     assert await deliveries.run_once() == 1
     assert tried == [in_c2, *in_c1]
+
+
+async def test_a_post_back_at_its_slot_to_find_it_taken_goes_before_later_ones(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    clock = Clock()
+    pacer = c1_booked(clock=clock)
+    thread = await threads(sessions)
+    first = await add(sessions, thread_id=thread["c1"])
+    tried, perform = recorder()
+    deliveries = paced_worker(sessions, {"post": perform}, pacer, clock=clock.now)
+    assert await deliveries.run_once() == 0  # put off until C1's next slot, in a second
+    later = [await add(sessions, thread_id=thread["dm"]) for _ in range(2)]
+    assert await deliveries.run_once() == 0  # behind it: in two and three seconds
+    clock.seconds += 1.0
+    assert pacer.take("C1", "someone else's post") == 0  # the slot goes elsewhere
+    assert await deliveries.run_once() == 0
+    # Put off again, to C1's next free slot: before the posts queued after it.
+    item = await row(sessions, first)
+    assert _aware(item.next_attempt_at) == clock.now() + timedelta(seconds=1)
+    for seconds in (1.0, 1.0, 1.0):
+        clock.seconds += seconds
+        await deliveries.run_once()
+    assert tried == [first, *later]
+
+
+def _aware(moment: datetime) -> datetime:
+    """A time read back from the database (SQLite keeps no time zone) as UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=utcnow().tzinfo)
 
 
 async def test_a_threads_posts_beyond_its_channels_free_slots_are_left_untried(
@@ -357,7 +407,8 @@ async def test_while_visitor_messages_are_written_two_posts_go_at_once(
 async def test_a_backlog_in_a_booked_channel_does_not_hold_up_the_others(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    pacer = c1_booked()
+    clock = Clock()
+    pacer = c1_booked(clock=clock)
     thread = await threads(sessions)
     now = utcnow()
     async with sessions() as session, session.begin():  # a long backlog in C1
@@ -374,9 +425,20 @@ async def test_a_backlog_in_a_booked_channel_does_not_hold_up_the_others(
         )
     in_c2 = await add(sessions, thread_id=thread["c2"])
     tried, perform = recorder()
-    deliveries = paced_worker(sessions, {"post": perform}, pacer)
+    deliveries = paced_worker(sessions, {"post": perform}, pacer, clock=clock.now)
     assert await deliveries.run_once() == 1
     assert tried == [in_c2]
+    assert await deliveries.run_once() == 0
+    # The backlog is put off, one post a second, and no round reads it again before then.
+    async with sessions() as session:
+        due = await session.scalar(
+            select(func.count())
+            .select_from(OutboxItem)
+            .where(OutboxItem.status == "pending", OutboxItem.next_attempt_at <= clock.now())
+        )
+        last = await session.scalar(select(func.max(OutboxItem.next_attempt_at)))
+    assert due == 0
+    assert _aware(last) == clock.now() + timedelta(seconds=1100)
 
 
 async def test_only_posts_wait_for_a_booked_channel(

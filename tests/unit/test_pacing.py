@@ -111,3 +111,15 @@ def test_a_booked_channel_says_how_long_until_its_next_free_slot(clock: Clock) -
     assert pacer.take("C1", 2) == 0  # its slot came
     clock.now += 1.0
     assert pacer.booked(0.0).channels == {}
+
+
+def test_posts_waiting_for_a_channel_get_its_slots_one_a_second_in_order(clock: Clock) -> None:
+    pacer = ChannelPacer(per_second=1.0, burst=1, spare=0.0, clock=clock)
+    assert pacer.take("C1", 1) == 0  # C1's next free slot is in a second
+    assert pacer.slots("C1", 3, queued=True) == pytest.approx([1.0, 2.0, 3.0])
+    assert pacer.slots("C1", 2, queued=True) == pytest.approx([4.0, 5.0])  # behind those
+    # A post back at its slot to find it taken goes in front of the queue.
+    assert pacer.slots("C1", 1, queued=False) == pytest.approx([1.0])
+    assert pacer.slots("C2", 1, queued=True) == [0.0]  # a free channel: now
+    clock.now += 10.0
+    assert pacer.slots("C1", 1, queued=True) == [0.0]  # the queue has gone by
