@@ -7,8 +7,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, false, select, tuple_
+from sqlalchemy import String, bindparam, false, func, literal_column, select, true, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql import TableValuedAlias
 
 from slackrouter.adapters.db.models import (
     Chatflow,
@@ -20,6 +23,29 @@ from slackrouter.adapters.db.models import (
     SlackThread,
     Timer,
 )
+
+# Open conversations, written into the statement rather than bound: a plan made for any value
+# of a parameter cannot use the index of open conversations (its rows are status = 'open').
+_OPEN = literal_column("'open'")
+
+
+def _postgresql(session: AsyncSession) -> bool:
+    return session.bind.dialect.name == "postgresql"
+
+
+def _unnest(name: str, columns: tuple[str, str], rows: list[tuple[str, str]]) -> TableValuedAlias:
+    """`rows` as a table on PostgreSQL, from one array per column: the statement's text is the
+    same whatever their number."""
+    return (
+        func.unnest(
+            *(
+                bindparam(f"{name}_{column}", [row[i] for row in rows], type_=ARRAY(String))
+                for i, column in enumerate(columns)
+            )
+        )
+        .table_valued(*columns)
+        .render_derived(name=name)
+    )
 
 
 async def chatflow_by_key(session: AsyncSession, public_key: str) -> Chatflow | None:
@@ -49,16 +75,46 @@ async def chatflows_and_messages(
 ) -> tuple[dict[str, Chatflow], dict[tuple[str, str, str], Message]]:
     """The chatflows of these public keys, and the visitor messages already stored in them of
     these (visitor id, client message id), by (chatflow id, visitor id, client message id): one
-    statement (the visitor message writer's)."""
+    statement (the visitor message writer's).
+
+    On PostgreSQL each pair is looked up by the messages' unique index (a LATERAL lookup per
+    pair, LIMIT 1 so that it stays one): a plan that does not hang on the table's statistics.
+    A list of pairs is planned on them, and where they are missing or stale (autovacuum off or
+    behind, and a prepared statement keeps the plan it made while the table was empty) it reads
+    every message of the chatflow with one of the batch's client ids, a batch's cost then
+    growing with the table (21 ms at 19,000 messages)."""
     wanted = sorted(set(messages))
-    stored = (
-        tuple_(Message.visitor_id, Message.client_message_id).in_(wanted) if wanted else false()
-    )
-    rows = await session.execute(
-        select(Chatflow, Message)
-        .outerjoin(Message, (Message.chatflow_id == Chatflow.id) & stored)
-        .where(Chatflow.public_key.in_(sorted(set(public_keys))))
-    )
+    keys = Chatflow.public_key.in_(sorted(set(public_keys)))
+    if wanted and _postgresql(session):
+        pairs = _unnest("wanted", ("visitor_id", "client_message_id"), wanted)
+        stored = aliased(
+            Message,
+            select(Message)
+            .where(
+                Message.chatflow_id == Chatflow.id,
+                Message.visitor_id == pairs.c.visitor_id,
+                Message.client_message_id == pairs.c.client_message_id,
+            )
+            .limit(1)
+            .lateral("found"),
+        )
+        query = (
+            select(Chatflow, stored)
+            .select_from(Chatflow)
+            .join(pairs, true())
+            .outerjoin(stored, true())
+            .where(keys)
+        )
+    else:
+        listed = (
+            tuple_(Message.visitor_id, Message.client_message_id).in_(wanted) if wanted else false()
+        )
+        query = (
+            select(Chatflow, Message)
+            .outerjoin(Message, (Message.chatflow_id == Chatflow.id) & listed)
+            .where(keys)
+        )
+    rows = await session.execute(query)
     chatflows: dict[str, Chatflow] = {}
     found: dict[tuple[str, str, str], Message] = {}
     for chatflow, message in rows:
@@ -82,30 +138,52 @@ async def open_conversations(
     session: AsyncSession, pairs: Iterable[tuple[str, str]], *, timer: str
 ) -> OpenConversations:
     """The open conversation of each (chatflow id, visitor id) that has one, with its threads
-    and whether its `timer` is pending, in one statement (the visitor message writer's)."""
+    and whether its `timer` is pending, in one statement (the visitor message writer's). On
+    PostgreSQL each pair is looked up by the open conversations' unique index, as in
+    `chatflows_and_messages`."""
     found = OpenConversations()
     wanted = sorted(set(pairs))
     if not wanted:
         return found
-    pending = exists().where(
-        Timer.conversation_id == Conversation.id, Timer.kind == timer, Timer.status == "pending"
+    if _postgresql(session):
+        keys = _unnest("wanted", ("chatflow_id", "visitor_id"), wanted)
+        conversation = aliased(
+            Conversation,
+            select(Conversation)
+            .where(
+                Conversation.chatflow_id == keys.c.chatflow_id,
+                Conversation.visitor_id == keys.c.visitor_id,
+                Conversation.status == _OPEN,
+            )
+            .limit(1)
+            .lateral("open"),
+        )
+        query = select(conversation).select_from(keys).join(conversation, true())
+    else:
+        conversation = aliased(Conversation)
+        query = select(conversation).where(
+            tuple_(conversation.chatflow_id, conversation.visitor_id).in_(wanted),
+            conversation.status == _OPEN,
+        )
+    # The timer's status, not whether a pending one exists: PostgreSQL may run an EXISTS once
+    # over every pending timer, where a value is looked up by the timer's unique key.
+    timer_status = (
+        select(Timer.status)
+        .where(Timer.conversation_id == conversation.id, Timer.kind == timer)
+        .scalar_subquery()
     )
     rows = await session.execute(
-        select(Conversation, SlackThread, pending.label("timer_pending"))
-        .outerjoin(SlackThread, SlackThread.conversation_id == Conversation.id)
-        .where(
-            tuple_(Conversation.chatflow_id, Conversation.visitor_id).in_(wanted),
-            Conversation.status == "open",
-        )
+        query.add_columns(SlackThread, timer_status.label("timer_status"))
+        .outerjoin(SlackThread, SlackThread.conversation_id == conversation.id)
         .order_by(SlackThread.id)
     )
-    for conversation, thread, timer_pending in rows:
-        found.by_visitor[conversation.chatflow_id, conversation.visitor_id] = conversation
-        threads = found.threads.setdefault(conversation.id, [])
+    for open_, thread, status in rows:
+        found.by_visitor[open_.chatflow_id, open_.visitor_id] = open_
+        threads = found.threads.setdefault(open_.id, [])
         if thread is not None:
             threads.append(thread)
-        if timer_pending:
-            found.timer_pending.add(conversation.id)
+        if status == "pending":
+            found.timer_pending.add(open_.id)
     return found
 
 
