@@ -29,23 +29,70 @@ from slackrouter.adapters.db.models import (
 _OPEN = literal_column("'open'")
 
 
-def _postgresql(session: AsyncSession) -> bool:
-    return session.bind.dialect.name == "postgresql"
-
-
-def _unnest(name: str, columns: tuple[str, str], rows: list[tuple[str, str]]) -> TableValuedAlias:
-    """`rows` as a table on PostgreSQL, from one array per column: the statement's text is the
-    same whatever their number."""
+def _unnest(name: str, columns: tuple[str, str]) -> TableValuedAlias:
+    """A table on PostgreSQL made of one array per column, bound as `{name}_{column}`: the
+    statement's text is the same whatever the number of rows."""
     return (
-        func.unnest(
-            *(
-                bindparam(f"{name}_{column}", [row[i] for row in rows], type_=ARRAY(String))
-                for i, column in enumerate(columns)
-            )
-        )
+        func.unnest(*(bindparam(f"{name}_{column}", type_=ARRAY(String)) for column in columns))
         .table_valued(*columns)
         .render_derived(name=name)
     )
+
+
+def _arrays(name: str, columns: tuple[str, str], rows: list[tuple[str, str]]) -> dict[str, Any]:
+    """The parameters of `_unnest(name, columns)` for these rows."""
+    return {f"{name}_{column}": [row[i] for row in rows] for i, column in enumerate(columns)}
+
+
+# The writer's two lookups on PostgreSQL, built once (building a LATERAL over an aliased entity
+# costs more than running it). See `chatflows_and_messages` for why they are lookups.
+_MESSAGE_KEYS = ("visitor_id", "client_message_id")
+_WANTED = _unnest("wanted", _MESSAGE_KEYS)
+_STORED = aliased(
+    Message,
+    select(Message)
+    .where(
+        Message.chatflow_id == Chatflow.id,
+        Message.visitor_id == _WANTED.c.visitor_id,
+        Message.client_message_id == _WANTED.c.client_message_id,
+    )
+    .limit(1)
+    .lateral("stored"),
+)
+_CHATFLOWS_AND_STORED = (
+    select(Chatflow, _STORED)
+    .select_from(Chatflow)
+    .join(_WANTED, true())
+    .outerjoin(_STORED, true())
+    .where(Chatflow.public_key.in_(bindparam("public_keys", expanding=True)))
+)
+_VISITOR_KEYS = ("chatflow_id", "visitor_id")
+_VISITORS = _unnest("visitors", _VISITOR_KEYS)
+_OPEN_AT = aliased(
+    Conversation,
+    select(Conversation)
+    .where(
+        Conversation.chatflow_id == _VISITORS.c.chatflow_id,
+        Conversation.visitor_id == _VISITORS.c.visitor_id,
+        Conversation.status == _OPEN,
+    )
+    .limit(1)
+    .lateral("open"),
+)
+_OPEN_CONVERSATIONS = (
+    select(
+        _OPEN_AT,
+        SlackThread,
+        select(Timer.status)
+        .where(Timer.conversation_id == _OPEN_AT.id, Timer.kind == bindparam("timer"))
+        .scalar_subquery()
+        .label("timer_status"),
+    )
+    .select_from(_VISITORS)
+    .join(_OPEN_AT, true())
+    .outerjoin(SlackThread, SlackThread.conversation_id == _OPEN_AT.id)
+    .order_by(SlackThread.id)
+)
 
 
 async def chatflow_by_key(session: AsyncSession, public_key: str) -> Chatflow | None:
@@ -82,39 +129,24 @@ async def chatflows_and_messages(
     A list of pairs is planned on them, and where they are missing or stale (autovacuum off or
     behind, and a prepared statement keeps the plan it made while the table was empty) it reads
     every message of the chatflow with one of the batch's client ids, a batch's cost then
-    growing with the table (21 ms at 19,000 messages)."""
+    growing with the table (21 ms at 19,000 messages). The statement is built once, since
+    building a LATERAL over an aliased entity costs more than running it."""
     wanted = sorted(set(messages))
-    keys = Chatflow.public_key.in_(sorted(set(public_keys)))
-    if wanted and _postgresql(session):
-        pairs = _unnest("wanted", ("visitor_id", "client_message_id"), wanted)
-        stored = aliased(
-            Message,
-            select(Message)
-            .where(
-                Message.chatflow_id == Chatflow.id,
-                Message.visitor_id == pairs.c.visitor_id,
-                Message.client_message_id == pairs.c.client_message_id,
-            )
-            .limit(1)
-            .lateral("found"),
-        )
-        query = (
-            select(Chatflow, stored)
-            .select_from(Chatflow)
-            .join(pairs, true())
-            .outerjoin(stored, true())
-            .where(keys)
+    public = sorted(set(public_keys))
+    if wanted and session.bind.dialect.name == "postgresql":
+        rows = await session.execute(
+            _CHATFLOWS_AND_STORED,
+            {"public_keys": public, **_arrays("wanted", _MESSAGE_KEYS, wanted)},
         )
     else:
         listed = (
             tuple_(Message.visitor_id, Message.client_message_id).in_(wanted) if wanted else false()
         )
-        query = (
+        rows = await session.execute(
             select(Chatflow, Message)
             .outerjoin(Message, (Message.chatflow_id == Chatflow.id) & listed)
-            .where(keys)
+            .where(Chatflow.public_key.in_(public))
         )
-    rows = await session.execute(query)
     chatflows: dict[str, Chatflow] = {}
     found: dict[tuple[str, str, str], Message] = {}
     for chatflow, message in rows:
@@ -140,43 +172,33 @@ async def open_conversations(
     """The open conversation of each (chatflow id, visitor id) that has one, with its threads
     and whether its `timer` is pending, in one statement (the visitor message writer's). On
     PostgreSQL each pair is looked up by the open conversations' unique index, as in
-    `chatflows_and_messages`."""
+    `chatflows_and_messages`. The timer's status is read by its unique key, where an EXISTS
+    for a pending one may be planned as one pass over every pending timer."""
     found = OpenConversations()
     wanted = sorted(set(pairs))
     if not wanted:
         return found
-    if _postgresql(session):
-        keys = _unnest("wanted", ("chatflow_id", "visitor_id"), wanted)
-        conversation = aliased(
-            Conversation,
-            select(Conversation)
+    if session.bind.dialect.name == "postgresql":
+        rows = await session.execute(
+            _OPEN_CONVERSATIONS, {"timer": timer, **_arrays("visitors", _VISITOR_KEYS, wanted)}
+        )
+    else:
+        rows = await session.execute(
+            select(
+                Conversation,
+                SlackThread,
+                select(Timer.status)
+                .where(Timer.conversation_id == Conversation.id, Timer.kind == timer)
+                .scalar_subquery()
+                .label("timer_status"),
+            )
+            .outerjoin(SlackThread, SlackThread.conversation_id == Conversation.id)
             .where(
-                Conversation.chatflow_id == keys.c.chatflow_id,
-                Conversation.visitor_id == keys.c.visitor_id,
+                tuple_(Conversation.chatflow_id, Conversation.visitor_id).in_(wanted),
                 Conversation.status == _OPEN,
             )
-            .limit(1)
-            .lateral("open"),
+            .order_by(SlackThread.id)
         )
-        query = select(conversation).select_from(keys).join(conversation, true())
-    else:
-        conversation = aliased(Conversation)
-        query = select(conversation).where(
-            tuple_(conversation.chatflow_id, conversation.visitor_id).in_(wanted),
-            conversation.status == _OPEN,
-        )
-    # The timer's status, not whether a pending one exists: PostgreSQL may run an EXISTS once
-    # over every pending timer, where a value is looked up by the timer's unique key.
-    timer_status = (
-        select(Timer.status)
-        .where(Timer.conversation_id == conversation.id, Timer.kind == timer)
-        .scalar_subquery()
-    )
-    rows = await session.execute(
-        query.add_columns(SlackThread, timer_status.label("timer_status"))
-        .outerjoin(SlackThread, SlackThread.conversation_id == conversation.id)
-        .order_by(SlackThread.id)
-    )
     for open_, thread, status in rows:
         found.by_visitor[open_.chatflow_id, open_.visitor_id] = open_
         threads = found.threads.setdefault(open_.id, [])
