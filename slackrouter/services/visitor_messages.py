@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 BATCH_LIMIT = 64
 # The writer counts as busy for this long after its last batch (see `busy`).
 BUSY_FOR = 0.2
+# A rep's name and avatar, read for an answer, are used again for this long without reading
+# them (see `_offered_agents`).
+AGENT_FOR = 30.0
 
 
 class UnknownChatflow(LookupError):
@@ -253,6 +256,7 @@ class VisitorMessages:
         self._queue: list[_Request] = []
         self._writer: asyncio.Task[None] | None = None
         self._last_written = -BUSY_FOR
+        self._agents: dict[tuple[str, str], tuple[float, Agent]] = {}  # (team, rep): when read
 
     def busy(self) -> bool:
         """Whether messages are being written, or were a moment ago: on a busy site the
@@ -384,9 +388,9 @@ class VisitorMessages:
             await session.flush()  # conversations, and what routing changed
             await _insert_rows(session, work)
             await self._postpone_emails(session, work)
-            reps = await self._offered_reps(session, work)
+            agents = await self._offered_agents(session, work)
         return [
-            answer if isinstance(answer, UnknownChatflow) else _result(answer, reps)
+            answer if isinstance(answer, UnknownChatflow) else _result(answer, agents)
             for answer in work.answers
         ]
 
@@ -555,25 +559,38 @@ class VisitorMessages:
             .values(due_at=work.now + self._debounce)
         )
 
-    @staticmethod
-    async def _offered_reps(session: AsyncSession, work: _Batch) -> dict[tuple[str, str], Rep]:
-        """The reps each answer names, read once for the batch (those that routing read for
-        the conversations it started are at hand)."""
-        reps = dict(work.routing.reps)
+    async def _offered_agents(
+        self, session: AsyncSession, work: _Batch
+    ) -> dict[tuple[str, str], Agent]:
+        """The reps each answer names, as the visitor sees them: those routing read for the
+        conversations the batch started, then those read for an earlier answer less than
+        AGENT_FOR ago, then the rest, read once for the batch. On a busy site every batch
+        answers later messages of chats offered to the same reps: a read each batch for names
+        that seldom change (a rep renamed shows in answers within AGENT_FOR)."""
+        now = time.monotonic()
+        agents = {key: agent(rep) for key, rep in work.routing.reps.items()}
+        self._agents.update((key, (now, found)) for key, found in agents.items())
         wanted: dict[str, set[str]] = {}
         for answer in work.answers:
-            if isinstance(answer, UnknownChatflow):
+            if isinstance(answer, UnknownChatflow) or answer.started:
                 continue
-            if not answer.started and answer.conversation.routing_outcome == Outcome.ROUTED.value:
-                wanted.setdefault(answer.conversation.team_id, set()).update(
-                    answer.conversation.offered
-                )
+            conversation = answer.conversation
+            if conversation.routing_outcome != Outcome.ROUTED.value:
+                continue
+            for user_id in conversation.offered:
+                key = (conversation.team_id, user_id)
+                if key in agents:
+                    continue
+                kept = self._agents.get(key)
+                if kept is not None and now - kept[0] < AGENT_FOR:
+                    agents[key] = kept[1]
+                else:
+                    wanted.setdefault(conversation.team_id, set()).add(user_id)
         for team_id, user_ids in wanted.items():
-            missing = [u for u in user_ids if (team_id, u) not in reps]
-            if missing:
-                for rep in (await repo.reps_by_id(session, team_id, missing)).values():
-                    reps[rep.team_id, rep.user_id] = rep
-        return reps
+            for rep in (await repo.reps_by_id(session, team_id, user_ids)).values():
+                agents[team_id, rep.user_id] = found = agent(rep)
+                self._agents[team_id, rep.user_id] = (now, found)
+        return agents
 
 
 def _key(chatflow: Chatflow, message: VisitorMessageIn) -> tuple[str, str, str]:
@@ -638,7 +655,7 @@ async def _insert_rows(session: AsyncSession, work: _Batch) -> None:
         )
 
 
-def _result(planned: _Planned, reps: dict[tuple[str, str], Rep]) -> VisitorMessageResult:
+def _result(planned: _Planned, agents: dict[tuple[str, str], Agent]) -> VisitorMessageResult:
     conversation = planned.conversation
     routed = conversation.routing_outcome == Outcome.ROUTED.value
     notified = list(conversation.offered) if routed else []
@@ -648,9 +665,7 @@ def _result(planned: _Planned, reps: dict[tuple[str, str], Rep]) -> VisitorMessa
         message_id=planned.message.id,
         status=conversation.routing_outcome,
         agents=tuple(
-            agent(reps[conversation.team_id, u])
-            for u in notified
-            if (conversation.team_id, u) in reps
+            agents[conversation.team_id, u] for u in notified if (conversation.team_id, u) in agents
         ),
         away_message=None if routed else conversation.routing.get("away_message"),
         identity_verified=conversation.identity_verified,

@@ -131,6 +131,7 @@ async def test_a_second_visitor_message_lands_in_the_same_thread(chat: Chat) -> 
     second = await chat.visitor_says("Also, is there a discount?", name="Nora")
     assert second.status_code == 201
     assert second.json()["conversation_id"] == first["conversation_id"]
+    assert second.json()["agents"] == first["agents"]  # the same rep, shown the same way
 
     def in_thread() -> list[dict]:
         return [p for p in chat.posts(f"D{ALICE}") if p.get("thread_ts") == parent["ts"]]
