@@ -5,12 +5,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import String, bindparam, false, func, literal_column, select, true, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    bindparam,
+    false,
+    func,
+    literal_column,
+    select,
+    true,
+    tuple_,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
+from sqlalchemy.orm.util import AliasedClass
 from sqlalchemy.sql import TableValuedAlias
 
 from slackrouter.adapters.db.models import (
@@ -23,6 +34,8 @@ from slackrouter.adapters.db.models import (
     SlackThread,
     Timer,
 )
+
+T = TypeVar("T")
 
 # Open conversations, written into the statement rather than bound: a plan made for any value
 # of a parameter cannot use the index of open conversations (its rows are status = 'open').
@@ -44,20 +57,22 @@ def _arrays(name: str, columns: tuple[str, str], rows: list[tuple[str, str]]) ->
     return {f"{name}_{column}": [row[i] for row in rows] for i, column in enumerate(columns)}
 
 
+def _lookup(entity: type[T], name: str, *where: ColumnElement[bool]) -> AliasedClass[T]:
+    """`entity` as a LATERAL lookup of at most one row (LIMIT 1 keeps the planner from making
+    it a join), to be joined ON true."""
+    return aliased(entity, select(entity).where(*where).limit(1).lateral(name))
+
+
 # The writer's two lookups on PostgreSQL, built once (building a LATERAL over an aliased entity
 # costs more than running it). See `chatflows_and_messages` for why they are lookups.
 _MESSAGE_KEYS = ("visitor_id", "client_message_id")
 _WANTED = _unnest("wanted", _MESSAGE_KEYS)
-_STORED = aliased(
+_STORED = _lookup(
     Message,
-    select(Message)
-    .where(
-        Message.chatflow_id == Chatflow.id,
-        Message.visitor_id == _WANTED.c.visitor_id,
-        Message.client_message_id == _WANTED.c.client_message_id,
-    )
-    .limit(1)
-    .lateral("stored"),
+    "stored",
+    Message.chatflow_id == Chatflow.id,
+    Message.visitor_id == _WANTED.c.visitor_id,
+    Message.client_message_id == _WANTED.c.client_message_id,
 )
 _CHATFLOWS_AND_STORED = (
     select(Chatflow, _STORED)
@@ -68,16 +83,12 @@ _CHATFLOWS_AND_STORED = (
 )
 _VISITOR_KEYS = ("chatflow_id", "visitor_id")
 _VISITORS = _unnest("visitors", _VISITOR_KEYS)
-_OPEN_AT = aliased(
+_OPEN_AT = _lookup(
     Conversation,
-    select(Conversation)
-    .where(
-        Conversation.chatflow_id == _VISITORS.c.chatflow_id,
-        Conversation.visitor_id == _VISITORS.c.visitor_id,
-        Conversation.status == _OPEN,
-    )
-    .limit(1)
-    .lateral("open"),
+    "open",
+    Conversation.chatflow_id == _VISITORS.c.chatflow_id,
+    Conversation.visitor_id == _VISITORS.c.visitor_id,
+    Conversation.status == _OPEN,
 )
 _OPEN_CONVERSATIONS = (
     select(
