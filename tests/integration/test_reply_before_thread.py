@@ -10,65 +10,21 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from slackrouter.adapters.db.models import (
-    Chatflow,
-    Conversation,
-    Message,
-    OutboxItem,
-    Rep,
-    SlackThread,
-)
+from slackrouter.adapters.db.models import Message, OutboxItem, SlackThread
 from slackrouter.adapters.slack.gateway import SlackGateway
 from slackrouter.clock import utcnow
 from slackrouter.services.notifier import FeedNotifier
 from slackrouter.services.replies import Replies, RepMessage
+from tests.integration.test_delivery import add, threads
 
-REP, DM = "U1", "D1"
+REP, DM = "U1", "C1"  # the rep of `threads`' DM chat, and that DM
 
 
 async def chat_being_posted(sessions: async_sessionmaker[AsyncSession]) -> tuple[int, int]:
-    """A chat routed to REP whose parent post is under way: its thread has no ts yet. Returns
+    """A chat in REP's DM whose parent post is under way: its thread has no ts yet. Returns
     (thread id, outbox item id)."""
-    now = utcnow()
-    async with sessions() as session, session.begin():
-        session.add(
-            Chatflow(
-                id="cf1",
-                team_id="T0001",
-                name="Website",
-                public_key="pk1",
-                signing_secret="s" * 43,
-                created_at=now,
-            )
-        )
-        session.add(Rep(team_id="T0001", user_id=REP))
-        session.add(
-            Conversation(
-                id="chat1",
-                team_id="T0001",
-                chatflow_id="cf1",
-                visitor_id="v1",
-                token="t1",
-                routing_outcome="routed",
-                status="open",
-                created_at=now,
-            )
-        )
-        thread = SlackThread(
-            team_id="T0001", conversation_id="chat1", rep_user_id=REP, created_at=now
-        )
-        session.add(thread)
-        await session.flush()
-        item = OutboxItem(
-            team_id="T0001",
-            kind="post_parent",
-            conversation_id="chat1",
-            thread_id=thread.id,
-            next_attempt_at=now,
-            created_at=now,
-        )
-        session.add(item)
-    return thread.id, item.id
+    thread_id = (await threads(sessions))["dm"]
+    return thread_id, await add(sessions, thread_id=thread_id, kind="post_parent")
 
 
 def replies(sessions: async_sessionmaker[AsyncSession]) -> Replies:
