@@ -11,8 +11,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -111,22 +112,19 @@ class Replies:
         now = self._clock()
         try:
             async with self._sessions() as session, session.begin():
-                chat = (
-                    await session.execute(
-                        _CHAT_AT_THREAD,
-                        {
-                            "thread_team": reply.team_id,
-                            "thread_channel": reply.channel,
-                            "thread_ts": reply.thread_ts,
-                        },
-                    )
-                ).first()
+                chat = await _chat_at_thread(session, reply)
                 if chat is None:
                     posting = await session.scalar(
                         _PARENT_POSTING_FOR,
                         {"team": reply.team_id, "channel": reply.channel, "rep": reply.user_id},
                     )
-                    return _PARENT_POSTING if posting else "not_a_chat"
+                    if posting:
+                        return _PARENT_POSTING
+                    # Each read sees what was committed when it ran: a parent post committed
+                    # between the two reads shows in neither. Looked for again, it shows.
+                    chat = await _chat_at_thread(session, reply)
+                    if chat is None:
+                        return "not_a_chat"
                 # In reverse mode every thread message is a note ("Send to visitor" sends one),
                 # so a slip never reaches the visitor; nothing reaches a closed chat's visitor.
                 is_note = (
@@ -246,6 +244,19 @@ class Replies:
         await session.execute(
             _SAW_ACTIVE, {"rep_team": team_id, "rep_user": user_id, "seen_at": now}
         )
+
+
+async def _chat_at_thread(session: AsyncSession, reply: RepMessage) -> Row[Any] | None:
+    return (
+        await session.execute(
+            _CHAT_AT_THREAD,
+            {
+                "thread_team": reply.team_id,
+                "thread_channel": reply.channel,
+                "thread_ts": reply.thread_ts,
+            },
+        )
+    ).first()
 
 
 # The chat a thread reply belongs to and its chatflow's settings: one query on every reply.

@@ -5,10 +5,12 @@ visitor; a reply in a thread that is no chat's is ignored."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.util import await_
 
 from slackrouter.adapters.db.models import Message, OutboxItem, SlackThread
 from slackrouter.adapters.slack.gateway import SlackGateway
@@ -25,6 +27,21 @@ async def chat_being_posted(sessions: async_sessionmaker[AsyncSession]) -> tuple
     (thread id, outbox item id)."""
     thread_id = (await threads(sessions))["dm"]
     return thread_id, await add(sessions, thread_id=thread_id, kind="post_parent")
+
+
+async def delivered(
+    sessions: async_sessionmaker[AsyncSession], thread_id: int, item_id: int
+) -> None:
+    """The delivery worker's commit once Slack has answered the parent post."""
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(SlackThread)
+            .where(SlackThread.id == thread_id)
+            .values(channel_id=DM, thread_ts="1700000000.000100")
+        )
+        await session.execute(
+            update(OutboxItem).where(OutboxItem.id == item_id).values(status="done")
+        )
 
 
 def replies(sessions: async_sessionmaker[AsyncSession]) -> Replies:
@@ -56,17 +73,33 @@ async def test_a_reply_before_its_thread_is_written_down_reaches_the_visitor(
     relaying = asyncio.create_task(replies(sessions).relay(reply()))
     await asyncio.sleep(0.3)
     assert not relaying.done()  # it waits for the post under way
-    async with sessions() as session, session.begin():  # the delivery worker's commit
-        await session.execute(
-            update(SlackThread)
-            .where(SlackThread.id == thread_id)
-            .values(channel_id=DM, thread_ts="1700000000.000100")
-        )
-        await session.execute(
-            update(OutboxItem).where(OutboxItem.id == item_id).values(status="done")
-        )
+    await delivered(sessions, thread_id, item_id)
     async with asyncio.timeout(5):
         assert await relaying == "relayed"
+    assert await rep_messages(sessions) == ["Happy to help!"]
+
+
+async def test_a_reply_whose_parent_post_is_committed_while_it_is_looked_up_reaches_the_visitor(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The commit lands after the app found no thread at the reply's ts and before it looks
+    for a parent post under way: it finds neither, and must look for the thread again."""
+    thread_id, item_id = await chat_being_posted(sessions)
+    engine = sessions.kw["bind"].sync_engine
+    committed: list[str] = []
+
+    def commit_before_the_outbox_is_read(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if " outbox" in statement and not committed:
+            committed.append(statement)
+            await_(delivered(sessions, thread_id, item_id))
+
+    event.listen(engine, "before_cursor_execute", commit_before_the_outbox_is_read)
+    try:
+        async with asyncio.timeout(5):
+            assert await replies(sessions).relay(reply()) == "relayed"
+    finally:
+        event.remove(engine, "before_cursor_execute", commit_before_the_outbox_is_read)
+    assert committed  # the commit did land between the two reads
     assert await rep_messages(sessions) == ["Happy to help!"]
 
 
