@@ -14,7 +14,11 @@ from sqlalchemy.util import await_
 
 from slackrouter.config import sqlite_path
 
-SQLITE_CONNECTIONS = 15  # the default pool's most (5 kept + 10 overflow)
+# Every connection a process opens is kept, up to this many (the default pool's most: 5 kept and
+# 10 overflow). Opening one costs: on SQLite a thread and a few statements, on PostgreSQL a
+# server process, its startup and the driver's setup queries; and under load the default pool
+# (5, then short-lived overflow) opens one for nearly every transaction past the fifth.
+POOL_CONNECTIONS = 15
 # A PostgreSQL connection back in the pool for longer than this is pinged before it is used.
 IDLE_BEFORE_PING = 10.0
 _CHECKED_IN = "slackrouter_checked_in"
@@ -28,13 +32,11 @@ def create_engine(database_url: str, *, schema: str | None = None) -> AsyncEngin
         kwargs["connect_args"] = {"timeout": 30}
         if path is not None:  # a file; an in-memory database keeps its one connection
             path.parent.mkdir(parents=True, exist_ok=True)
-            # Every connection is kept: opening one costs a thread and a few statements, and
-            # under load the default pool (5, then short-lived overflow) opens one per request.
-            kwargs.update(pool_size=SQLITE_CONNECTIONS, max_overflow=0)
+            kwargs.update(pool_size=POOL_CONNECTIONS, max_overflow=0)
     elif schema:
         kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
     if database_url.startswith("postgresql"):
-        kwargs.update(pool_size=5, max_overflow=10)
+        kwargs.update(pool_size=POOL_CONNECTIONS, max_overflow=0)
     engine = _create_async_engine(database_url, **kwargs)
     if database_url.startswith("postgresql"):
         event.listen(engine.sync_engine.pool, "checkin", _checked_in)
