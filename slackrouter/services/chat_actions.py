@@ -35,7 +35,6 @@ from slackrouter.services.notifier import FeedNotifier
 from slackrouter.services.presence import PresenceService
 from slackrouter.services.replies import Replies
 from slackrouter.services.router import Router
-from slackrouter.services.visitor_messages import mark_assigned
 from slackrouter.services.webhooks import queue_webhook
 
 log = logging.getLogger(__name__)
@@ -239,7 +238,7 @@ class ChatActions:
                 "explanation": f"transferred by {actor}: {routed.explanation}",
                 "transferred_by": user_id,
             }
-            mark_assigned(routed, notify, now)
+            routed.mark_assigned(notify, now)
             await followups.cancel(
                 session, conversation.id, followups.ESCALATION, followups.OFFLINE_EMAIL
             )

@@ -31,19 +31,6 @@ from slackrouter.services.directory import Directory
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Routed:
-    decision: Decision
-    reps: dict[str, Rep]
-    contact: ContactRow | None
-    away_message: str | None
-
-    @property
-    def explanation(self) -> str:
-        names = {uid: rep.name for uid, rep in self.reps.items() if rep.name}
-        return self.decision.explain(names)
-
-
 def weekly_hours(chatflow: Chatflow) -> WeeklyHours | None:
     if not chatflow.hours:
         return None
@@ -65,17 +52,61 @@ def away_text(chatflow: Chatflow, decision: Decision, *, now: datetime) -> str:
 class RoutingCache:
     """What routing reads, kept for the chats routed in one transaction: the reps (their
     objects, so that each round-robin stamp is seen by the next chat), the route teams'
-    members, the contacts of the visitors looked up beforehand, and each rep's state as routing
-    sees it (read again once round robin has stamped the rep)."""
+    members, the contacts of the visitors looked up beforehand, and what the reps' objects
+    give each chat: their states as routing sees them at `states_at` (made again for a rep
+    round robin has stamped), their names, and each team's latest stamp. A busy site routes
+    dozens of chats a batch over the same reps: made once, not read from each rep's object
+    for every chat."""
 
     reps: dict[tuple[str, str], Rep] = field(default_factory=dict)
     members: dict[tuple[str, tuple[str, ...]], dict[str, tuple[str, ...]]] = field(
         default_factory=dict
     )
     contacts: dict[tuple[str, str], ContactRow | None] = field(default_factory=dict)
-    states: dict[tuple[str, str], tuple[datetime, datetime | None, RepState]] = field(
-        default_factory=dict
-    )
+    states: dict[tuple[str, str], RepState] = field(default_factory=dict)
+    states_at: datetime | None = None
+    names: dict[str, dict[str, str]] = field(default_factory=dict)
+    latest: dict[str, datetime] = field(default_factory=dict)
+
+    def add(self, rep: Rep) -> None:
+        self.reps[rep.team_id, rep.user_id] = rep
+        if rep.name:
+            self.names.setdefault(rep.team_id, {})[rep.user_id] = rep.name
+        latest = self.latest.get(rep.team_id)
+        if rep.last_assigned_at is not None and (latest is None or rep.last_assigned_at > latest):
+            self.latest[rep.team_id] = rep.last_assigned_at
+
+    def assigned(self, team_id: str, reps: Iterable[Rep], now: datetime) -> None:
+        """Stamp `reps` as given a chat now.
+
+        The stamps only ever grow: a request that read the clock before it waited for the
+        chatflow's lock (or ran on a replica whose clock lags) must not make its rep look less
+        recently assigned than the reps assigned before it, or that rep would be next again."""
+        latest = self.latest.get(team_id)
+        stamp = now if latest is None or now > latest else latest + timedelta(microseconds=1)
+        for rep in reps:
+            rep.last_assigned_at = stamp
+            self.states.pop((team_id, rep.user_id), None)
+            self.latest[team_id] = stamp
+
+
+@dataclass(frozen=True)
+class Routed:
+    decision: Decision
+    reps: dict[str, Rep]
+    contact: ContactRow | None
+    away_message: str | None
+    cache: RoutingCache
+    team_id: str
+
+    @property
+    def explanation(self) -> str:
+        return self.decision.explain(self.cache.names.get(self.team_id))
+
+    def mark_assigned(self, notify: tuple[str, ...], now: datetime) -> None:
+        """Round robin's memory: who got a chat last, so the next goes to someone else."""
+        reps = [self.reps[user_id] for user_id in notify if user_id in self.reps]
+        self.cache.assigned(self.team_id, reps, now)
 
 
 class Router:
@@ -96,18 +127,19 @@ class Router:
         cache.contacts.update(((team_id, v), contact) for v, contact in found.items())
 
     def _states(
-        self, cache: RoutingCache, reps: Iterable[Rep], now: datetime
+        self, cache: RoutingCache, team_id: str, reps: dict[str, Rep], now: datetime
     ) -> dict[str, RepState]:
-        """The reps' availability snapshot, each rep's state made once per batch: a busy site
-        routes dozens of chats a batch over the same reps."""
+        """The reps' availability snapshot, each rep's state made once per batch."""
+        if cache.states_at != now:
+            cache.states.clear()
+            cache.states_at = now
         states = {}
-        for rep in reps:
-            key = (rep.team_id, rep.user_id)
-            made = cache.states.get(key)
-            if made is None or made[:2] != (now, rep.last_assigned_at):
+        for user_id, rep in reps.items():
+            state = cache.states.get((team_id, user_id))
+            if state is None:
                 state = rep_state(rep, now=now, max_age=self._max_age)
-                made = cache.states[key] = (now, rep.last_assigned_at, state)
-            states[rep.user_id] = made[2]
+                cache.states[team_id, user_id] = state
+            states[user_id] = state
         return states
 
     async def route(
@@ -145,7 +177,7 @@ class Router:
         missing = [user_id for user_id in user_ids if (team_id, user_id) not in cache.reps]
         if missing:
             for rep in (await repo.reps_by_id(session, team_id, missing)).values():
-                cache.reps[team_id, rep.user_id] = rep
+                cache.add(rep)
         reps = {u: cache.reps[team_id, u] for u in user_ids if (team_id, u) in cache.reps}
         request = RoutingRequest(
             chatflow=ChatflowRouting(
@@ -158,7 +190,7 @@ class Router:
                 hours=weekly_hours(chatflow),
                 has_channel=chatflow.channel_id is not None,
             ),
-            reps=self._states(cache, reps.values(), now),
+            reps=self._states(cache, team_id, reps, now),
             now=now,
             contact=Contact(owner=contact.owner_user_id) if contact is not None else None,
             exclude=frozenset(exclude),
@@ -177,4 +209,11 @@ class Router:
         away = (
             None if decision.outcome is Outcome.ROUTED else away_text(chatflow, decision, now=now)
         )
-        return Routed(decision=decision, reps=reps, contact=contact, away_message=away)
+        return Routed(
+            decision=decision,
+            reps=reps,
+            contact=contact,
+            away_message=away,
+            cache=cache,
+            team_id=team_id,
+        )

@@ -21,7 +21,7 @@ from slackrouter.routing import Outcome
 from slackrouter.services import followups
 from slackrouter.services.notifier import FeedNotifier
 from slackrouter.services.router import Router
-from slackrouter.services.visitor_messages import mark_assigned, open_threads, routing_record
+from slackrouter.services.visitor_messages import open_threads, routing_record
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ class TimerWorker:
         )
         if decision.outcome is Outcome.ROUTED and first is not None:
             conversation.offered = [*conversation.offered, *decision.notify]
-            mark_assigned(routed, decision.notify, now)
+            routed.mark_assigned(decision.notify, now)
             if chatflow.channel_id:
                 await self._ask_in_channel(session, conversation, first, decision.notify, now)
             else:

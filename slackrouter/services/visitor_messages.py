@@ -496,7 +496,7 @@ class VisitorMessages:
         stored.conversation_id = conversation.id
         work.stored.append(stored)
         if decision.outcome is Outcome.ROUTED:
-            mark_assigned(routed, decision.notify, now)
+            routed.mark_assigned(decision.notify, now)
             self._open_threads(chatflow, conversation, decision.notify, stored, work)
             _add_timer(
                 work,
@@ -683,20 +683,3 @@ def routing_record(routed: Routed) -> dict[str, object]:
         "explanation": routed.explanation,
         "away_message": routed.away_message,
     }
-
-
-def mark_assigned(routed: Routed, notify: tuple[str, ...], now: datetime) -> None:
-    """Round robin's memory: who got a chat last, so the next goes to someone else.
-
-    The stamps only ever grow: a request that read the clock before it waited for the
-    chatflow's lock (or ran on a replica whose clock lags) must not make its rep look less
-    recently assigned than the reps assigned before it, or that rep would be next again."""
-    latest = max(
-        (rep.last_assigned_at for rep in routed.reps.values() if rep.last_assigned_at),
-        default=None,
-    )
-    stamp = now if latest is None or now > latest else latest + timedelta(microseconds=1)
-    for user_id in notify:
-        rep = routed.reps.get(user_id)
-        if rep is not None:
-            rep.last_assigned_at = stamp
