@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import TypeVar, cast
 
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -306,6 +306,21 @@ async def contact_out(session: AsyncSession, contact_id: int) -> ContactOut:
     )
 
 
+# The contacts of visitors about to be routed (`Contacts.find_for_visitors`), built once: they
+# are read for every batch of new chats.
+_BY_EMAIL = select(Contact).where(
+    Contact.team_id == bindparam("team"), Contact.email.in_(bindparam("emails", expanding=True))
+)
+_BY_TOKEN = (
+    select(ContactToken.token, Contact)
+    .join(ContactToken, ContactToken.contact_id == Contact.id)
+    .where(
+        ContactToken.team_id == bindparam("team"),
+        ContactToken.token.in_(bindparam("tokens", expanding=True)),
+    )
+)
+
+
 class Contacts:
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], slack: SlackGateway, *, clock: Clock
@@ -369,9 +384,7 @@ class Contacts:
         by_email: dict[str, Contact] = {}
         if emails:
             rows = await session.scalars(
-                select(Contact).where(
-                    Contact.team_id == team_id, Contact.email.in_(sorted(set(emails.values())))
-                )
+                _BY_EMAIL, {"team": team_id, "emails": sorted(set(emails.values()))}
             )
             by_email = {contact.email: contact for contact in rows if contact.email}
         found: dict[str, Contact | None] = {
@@ -379,11 +392,7 @@ class Contacts:
         }
         tokens = sorted(v for v, contact in found.items() if contact is None)
         if tokens:
-            rows = await session.execute(
-                select(ContactToken.token, Contact)
-                .join(ContactToken, ContactToken.contact_id == Contact.id)
-                .where(ContactToken.team_id == team_id, ContactToken.token.in_(tokens))
-            )
+            rows = await session.execute(_BY_TOKEN, {"team": team_id, "tokens": tokens})
             found.update((token, contact) for token, contact in rows)
         return found
 

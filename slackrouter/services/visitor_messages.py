@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -411,12 +411,7 @@ class VisitorMessages:
         if starting and session.bind.dialect.name != "sqlite":
             # New conversations on PostgreSQL: lock their chatflows so that replicas route one
             # at a time (round robin), then look again for a conversation one just opened.
-            await session.execute(
-                select(Chatflow.id)
-                .where(Chatflow.id.in_(sorted(starting)))
-                .order_by(Chatflow.id)
-                .with_for_update()
-            )
+            await session.execute(_LOCK_CHATFLOWS, {"ids": sorted(starting)})
             found = await repo.open_conversations(session, pairs, timer=followups.OFFLINE_EMAIL)
         return found
 
@@ -449,7 +444,7 @@ class VisitorMessages:
         ids = {m.conversation_id for m in messages}
         if not ids:
             return {}
-        rows = await session.scalars(select(Conversation).where(Conversation.id.in_(ids)))
+        rows = await session.scalars(_CONVERSATIONS, {"ids": sorted(ids)})
         return {c.id: c for c in rows}
 
     async def _start(
@@ -550,13 +545,8 @@ class VisitorMessages:
         if not work.postponed:
             return
         await session.execute(
-            update(Timer)
-            .where(
-                Timer.conversation_id.in_(sorted(work.postponed)),
-                Timer.kind == followups.OFFLINE_EMAIL,
-                Timer.status == "pending",
-            )
-            .values(due_at=work.now + self._debounce)
+            _POSTPONE_EMAILS,
+            {"ids": sorted(work.postponed), "due_at": work.now + self._debounce},
         )
 
     async def _offered_agents(
@@ -610,6 +600,25 @@ def _add_timer(work: _Batch, conversation: Conversation, kind: str, due_at: date
     )
 
 
+# Statements of every batch, built once (building one with a list in it costs about as much
+# as running it).
+_LOCK_CHATFLOWS = (
+    select(Chatflow.id)
+    .where(Chatflow.id.in_(bindparam("ids", expanding=True)))
+    .order_by(Chatflow.id)
+    .with_for_update()
+)
+_CONVERSATIONS = select(Conversation).where(Conversation.id.in_(bindparam("ids", expanding=True)))
+_POSTPONE_EMAILS = (
+    update(Timer)
+    .where(
+        Timer.conversation_id.in_(bindparam("ids", expanding=True)),
+        Timer.kind == followups.OFFLINE_EMAIL,
+        Timer.status == "pending",
+    )
+    .values(due_at=bindparam("due_at"))
+    .execution_options(synchronize_session=False)
+)
 _INSERT_MESSAGES = insert(Message.__table__).returning(
     Message.id, Message.chatflow_id, Message.visitor_id, Message.client_message_id
 )
