@@ -188,7 +188,11 @@ async def ingest_stack(kind: str, sizes: Sizes, workdir: Path, results: Results)
                 outcome: list[figures.Ingest] = []
 
                 async def ingest() -> Cell:
-                    outcome.append(await figures.ingest(workdir, sizes, app, bare, flow))
+                    outcome.append(
+                        await figures.ingest(
+                            workdir, sizes, app, bare, flow, postgres=kind == "postgresql"
+                        )
+                    )
                     return outcome[0].ratio
 
                 await results.measure("ingest", kind, ingest)

@@ -9,7 +9,7 @@ import statistics
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,10 +22,12 @@ from bench.stack import (
     TEAM_ID,
     App,
     Bare,
+    CpuMeter,
     Database,
     FakeSlack,
     load_process,
     next_line,
+    postgres_pids,
     run_load,
 )
 from slackrouter.adapters.db.models import Chatflow
@@ -122,13 +124,32 @@ class Ingest:
     latency: Cell
 
 
-async def ingest(workdir: Path, sizes: Sizes, app: App, bare: Bare, chatflow: Chatflow) -> Ingest:
+def _cpu_text(costs: list[dict[str, float]], parts: Sequence[str]) -> str:
+    """Median CPU milliseconds per message: each of `parts`, and the whole machine."""
+    each = " + ".join(f"{part} {median([c[part] for c in costs]):.2f}" for part in parts)
+    return f"{each}, machine {median([c['machine'] for c in costs]):.2f} ms"
+
+
+async def ingest(
+    workdir: Path, sizes: Sizes, app: App, bare: Bare, chatflow: Chatflow, *, postgres: bool
+) -> Ingest:
     """Saturation of the app and of the bare endpoint, measured in turn in each run; then the
-    app's latency at half its saturation."""
+    app's latency at half its saturation. The CPU each message costs (per message sent, warm-up
+    included) is measured alongside: the app's processes, PostgreSQL's, and the whole machine
+    (the load generator and anything else running included)."""
     ratios, apps, bares = [], [], []
+    groups: dict[str, dict[str, Callable[[], Iterable[int]]]] = {
+        "bare": {"server": lambda: [bare.process.pid]},
+        "app": {"web": lambda: [app.pid], "delivery": lambda: app.pids[1:]},
+    }
+    if postgres:
+        groups["app"]["PostgreSQL"] = postgres_pids
+    costs: dict[str, list[dict[str, float]]] = {"bare": [], "app": []}
     for run in range(sizes.runs):
         rates = {}
         for name, port in (("bare", bare.port), ("app", app.port)):
+            meter = CpuMeter(groups[name])
+            meter.start()
             result = await run_load(
                 workdir,
                 {
@@ -143,6 +164,8 @@ async def ingest(workdir: Path, sizes: Sizes, app: App, bare: Bare, chatflow: Ch
                 },
             )
             rates[name] = float(result["per_second"])
+            sent = max(1, int(result["sent"]))
+            costs[name].append({k: 1000 * v / sent for k, v in meter.used().items()})
         apps.append(rates["app"])
         bares.append(rates["bare"])
         ratios.append(rates["app"] / rates["bare"] if rates["bare"] else math.nan)
@@ -169,7 +192,10 @@ async def ingest(workdir: Path, sizes: Sizes, app: App, bare: Bare, chatflow: Ch
     p99 = median(p99s)
     return Ingest(
         ratio=Cell(
-            f"{ratio:.2f} (app {saturation:,.0f}/s ÷ bare {median(bares):,.0f}/s)", ratio >= 0.5
+            f"{ratio:.2f} (app {saturation:,.0f}/s ÷ bare {median(bares):,.0f}/s; CPU per "
+            f"message: app {_cpu_text(costs['app'], list(groups['app']))}; "
+            f"bare {_cpu_text(costs['bare'], ['server'])})",
+            ratio >= 0.5,
         ),
         latency=Cell(f"{median(p50s):.0f} / {p99:.0f} ms at {rate:,.0f}/s", p99 <= 50),
     )

@@ -17,7 +17,7 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,49 @@ def cpu_seconds(pid: int) -> float:
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def machine_cpu_seconds() -> float:
+    """CPU time the whole machine has been busy so far, every CPU summed (from /proc/stat)."""
+    ticks = [int(field) for field in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle and iowait
+    return (sum(ticks[:8]) - idle) / CLOCK_TICKS
+
+
+def postgres_pids() -> list[int]:
+    """The PostgreSQL server's processes on this machine (its backends come and go)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() == "postgres":
+                    pids.append(int(entry.name))
+    return pids
+
+
+class CpuMeter:
+    """CPU seconds used by named groups of processes, and by the machine, over a window."""
+
+    def __init__(self, groups: dict[str, Callable[[], Iterable[int]]]) -> None:
+        self._groups = groups
+        self._start: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        used = {"machine": machine_cpu_seconds()}
+        for name, pids in self._groups.items():
+            used[name] = 0.0
+            for pid in pids():
+                with contextlib.suppress(OSError):
+                    used[name] += cpu_seconds(pid)
+        return used
+
+    def start(self) -> None:
+        self._start = self._now()
+
+    def used(self) -> dict[str, float]:
+        """Seconds used by each group, and by the machine, since `start`."""
+        now = self._now()
+        return {name: now[name] - self._start.get(name, 0.0) for name in now}
 
 
 # --- processes ------------------------------------------------------------------------------

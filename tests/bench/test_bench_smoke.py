@@ -37,3 +37,7 @@ def test_the_quick_benchmark_prints_every_figure(tmp_path: Path) -> None:
         assert measured, f"{label!r} has no value:\n{done.stdout}"
         for value in measured:
             assert not value.startswith(("failed", "not measured")), f"{label}: {value}"
+    # What each accepted message costs, and where, is printed beside the ingest ratio.
+    for value in rows["ingest throughput: app ÷ bare endpoint"]:
+        if value:
+            assert "CPU per message: app web " in value and ", machine " in value, value
