@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm.util import AliasedClass
 from sqlalchemy.sql import TableValuedAlias
+from sqlalchemy.sql.elements import Label
 
 from slackrouter.adapters.db.models import (
     Chatflow,
@@ -81,6 +82,18 @@ _CHATFLOWS_AND_STORED = (
     .where(Chatflow.public_key.in_(bindparam("public_keys", expanding=True)))
 )
 _VISITOR_KEYS = ("chatflow_id", "visitor_id")
+
+
+def _timer_status(conversation_id: ColumnElement[str]) -> Label[str]:
+    """The status of the conversation's timer of the kind bound as "timer", by its unique key."""
+    return (
+        select(Timer.status)
+        .where(Timer.conversation_id == conversation_id, Timer.kind == bindparam("timer"))
+        .scalar_subquery()
+        .label("timer_status")
+    )
+
+
 _VISITORS = _unnest("visitors", _VISITOR_KEYS)
 _OPEN_AT = _lookup(
     Conversation,
@@ -93,10 +106,7 @@ _OPEN_CONVERSATIONS = (
     select(
         _OPEN_AT,
         SlackThread,
-        select(Timer.status)
-        .where(Timer.conversation_id == _OPEN_AT.id, Timer.kind == bindparam("timer"))
-        .scalar_subquery()
-        .label("timer_status"),
+        _timer_status(_OPEN_AT.id),
     )
     .select_from(_VISITORS)
     .join(_OPEN_AT, true())
@@ -123,10 +133,7 @@ _OPEN_LISTED = (
     select(
         Conversation,
         SlackThread,
-        select(Timer.status)
-        .where(Timer.conversation_id == Conversation.id, Timer.kind == bindparam("timer"))
-        .scalar_subquery()
-        .label("timer_status"),
+        _timer_status(Conversation.id),
     )
     .outerjoin(SlackThread, SlackThread.conversation_id == Conversation.id)
     .where(
