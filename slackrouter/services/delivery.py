@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import ColumnElement, Row, Select, bindparam, exists, func, or_, select, update
+from sqlalchemy import Row, Select, bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -112,16 +112,78 @@ _PARK = (
 )
 
 
-def _channel() -> ColumnElement[str]:
-    """An outbox item's Slack channel: its thread's, or its rep's DM (once opened)."""
-    return func.coalesce(SlackThread.channel_id, Rep.dm_channel_id)
+# A round's statements, built once (a round runs up to twenty times a second on a busy site;
+# building one, with its joins and lists, cost about as much as running it).
+#
+# An outbox item's Slack channel: its thread's, or its rep's DM (once opened).
+_CHANNEL = func.coalesce(SlackThread.channel_id, Rep.dm_channel_id)
+_PENDING = OutboxItem.status == "pending"
 
 
 def _with_channel(query: Select[Any]) -> Select[Any]:
-    """`query` on the outbox, joined to what `_channel` reads."""
+    """`query` on the outbox, joined to what `_CHANNEL` reads."""
     return query.outerjoin(SlackThread, SlackThread.id == OutboxItem.thread_id).outerjoin(
         Rep, (Rep.team_id == SlackThread.team_id) & (Rep.user_id == SlackThread.rep_user_id)
     )
+
+
+# The due items of a round, in order of due time (which the due index gives whatever the
+# planner knows of the table), at most BATCH.
+_DUE = _with_channel(
+    select(
+        OutboxItem.id,
+        OutboxItem.kind,
+        OutboxItem.conversation_id,
+        OutboxItem.thread_id,
+        _CHANNEL.label("channel"),
+    ).where(_PENDING, OutboxItem.next_attempt_at <= bindparam("now"))
+)
+_DUE_ANYWHERE = _DUE.order_by(OutboxItem.next_attempt_at, OutboxItem.id).limit(BATCH)
+# ... leaving out the posts for booked channels ("booked"), unless they hold a slot there.
+_DUE_OUTSIDE_BOOKED = (
+    _DUE.where(
+        or_(
+            OutboxItem.kind.not_in(bindparam("paced", expanding=True)),
+            _CHANNEL.is_(None),
+            _CHANNEL.not_in(bindparam("booked", expanding=True)),
+            OutboxItem.id.in_(bindparam("holding", expanding=True)),
+        )
+    )
+    .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
+    .limit(BATCH)
+)
+# The first item not due yet of each of these threads.
+_FIRST_NOT_DUE = (
+    select(OutboxItem.thread_id, func.min(OutboxItem.id))
+    .where(
+        _PENDING,
+        OutboxItem.next_attempt_at > bindparam("now"),
+        OutboxItem.thread_id.in_(bindparam("threads", expanding=True)),
+    )
+    .group_by(OutboxItem.thread_id)
+)
+# The due posts for booked channels, to put off (`_park`).
+_DUE_IN_BOOKED = (
+    _with_channel(
+        select(
+            OutboxItem.id,
+            OutboxItem.created_at,
+            OutboxItem.next_attempt_at,
+            _CHANNEL.label("channel"),
+        ).where(
+            _PENDING,
+            OutboxItem.next_attempt_at <= bindparam("now"),
+            OutboxItem.kind.in_(bindparam("paced", expanding=True)),
+            _CHANNEL.in_(bindparam("booked", expanding=True)),
+        )
+    )
+    .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
+    .limit(PARK_BATCH)
+)
+# When the next item falls due, of those not due at the last round.
+_NEXT_DUE = select(func.min(OutboxItem.next_attempt_at)).where(
+    _PENDING, OutboxItem.next_attempt_at > bindparam("round_due")
+)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -213,11 +275,7 @@ class DeliveryWorker:
         last round. Items due before it and still pending wait for an earlier one: they go in
         the round that delivers the earlier one."""
         async with self._sessions() as session:
-            due = await session.scalar(
-                select(func.min(OutboxItem.next_attempt_at)).where(
-                    OutboxItem.status == "pending", OutboxItem.next_attempt_at > self._round_due
-                )
-            )
+            due = await session.scalar(_NEXT_DUE, {"round_due": self._round_due})
         # Posts left unread for a booked channel are read again when it has a free slot.
         poll_interval = min([poll_interval, *self._pacer.booked(0.0).channels.values()])
         if due is None:
@@ -251,46 +309,19 @@ class DeliveryWorker:
         round, taking the process's time from accepting messages for no post made sooner. They
         are put off instead (`_park`), so that a round reads only what is due, however long
         the backlog."""
-        pending = OutboxItem.status == "pending"
-        channel = _channel()
-        query = _with_channel(
-            select(
-                OutboxItem.id,
-                OutboxItem.kind,
-                OutboxItem.conversation_id,
-                OutboxItem.thread_id,
-                channel.label("channel"),
-            ).where(pending, OutboxItem.next_attempt_at <= now)
-        )
-        if booked.channels:
-            query = query.where(
-                or_(
-                    OutboxItem.kind.not_in(sorted(self._paced)),
-                    channel.is_(None),
-                    channel.not_in(sorted(booked.channels)),
-                    OutboxItem.id.in_(sorted(booked.holding)),
-                )
-            )
         await self._park(now, booked)
         async with self._sessions() as session:
-            # In order of due time, which the due index gives whatever the planner knows of the
-            # table; a thread's items in order of id.
-            rows = (
-                await session.execute(
-                    query.order_by(OutboxItem.next_attempt_at, OutboxItem.id).limit(BATCH)
-                )
-            ).all()
-            rows.sort(key=lambda row: row.id)
-            waiting = await session.execute(
-                select(OutboxItem.thread_id, func.min(OutboxItem.id))
-                .where(
-                    pending,
-                    OutboxItem.next_attempt_at > now,
-                    OutboxItem.thread_id.in_({row.thread_id for row in rows} - {None}),
-                )
-                .group_by(OutboxItem.thread_id)
-            )
-            first_not_due = {thread_id: item_id for thread_id, item_id in waiting}
+            if booked.channels:
+                query, values = _DUE_OUTSIDE_BOOKED, self._booked_values(booked)
+            else:
+                query, values = _DUE_ANYWHERE, {}
+            rows = (await session.execute(query, {"now": now, **values})).all()
+            rows.sort(key=lambda row: row.id)  # a thread's items in order of id
+            threads = sorted({row.thread_id for row in rows} - {None})
+            first_not_due: dict[int, int] = {}
+            if threads:
+                waiting = await session.execute(_FIRST_NOT_DUE, {"now": now, "threads": threads})
+                first_not_due.update((thread_id, item_id) for thread_id, item_id in waiting)
         started: dict[str, int] = {}  # channel: the thread this round starts in it
         skipped: set[int] = set()
         lanes: dict[int | tuple[str, str | None], list[Row[Any]]] = {}
@@ -312,6 +343,14 @@ class DeliveryWorker:
             lanes.setdefault(lane, []).append(row)
         return len(rows), list(lanes.values())
 
+    def _booked_values(self, booked: Booked) -> dict[str, list[Any]]:
+        """The values of `_DUE_OUTSIDE_BOOKED` and `_DUE_IN_BOOKED` for these bookings."""
+        return {
+            "paced": sorted(self._paced),
+            "booked": sorted(booked.channels),
+            "holding": sorted(booked.holding),
+        }
+
     async def _park(self, now: datetime, booked: Booked) -> None:
         """Put off the due posts for booked channels until their slots come, as the pacer
         reckons them: posts written since the last round behind those already waiting (one a
@@ -320,25 +359,9 @@ class DeliveryWorker:
         an earlier one of its thread anyway)."""
         if not booked.channels:
             return
-        channel = _channel()
-        query = _with_channel(
-            select(
-                OutboxItem.id,
-                OutboxItem.created_at,
-                OutboxItem.next_attempt_at,
-                channel.label("channel"),
-            ).where(
-                OutboxItem.status == "pending",
-                OutboxItem.next_attempt_at <= now,
-                OutboxItem.kind.in_(sorted(self._paced)),
-                channel.in_(sorted(booked.channels)),
-            )
-        )
         async with self._sessions() as session, session.begin():
             rows = (
-                await session.execute(
-                    query.order_by(OutboxItem.next_attempt_at, OutboxItem.id).limit(PARK_BATCH)
-                )
+                await session.execute(_DUE_IN_BOOKED, {"now": now, **self._booked_values(booked)})
             ).all()
             waiting: dict[tuple[str, bool], list[int]] = {}
             for row in sorted(rows, key=lambda row: row.id):
