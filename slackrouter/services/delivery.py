@@ -100,24 +100,14 @@ _TAKE = (
 )
 
 
-# Put off a post for a booked channel until its slot, if it is still pending and due.
-_PARK = (
-    update(OutboxItem.__table__)
-    .where(
-        OutboxItem.id == bindparam("item"),
-        OutboxItem.status == "pending",
-        OutboxItem.next_attempt_at <= bindparam("due_by"),
-    )
-    .values(next_attempt_at=bindparam("until"))
-)
-
-
 # A round's statements, built once (a round runs up to twenty times a second on a busy site;
 # building one, with its joins and lists, cost about as much as running it).
 #
 # An outbox item's Slack channel: its thread's, or its rep's DM (once opened).
 _CHANNEL = func.coalesce(SlackThread.channel_id, Rep.dm_channel_id)
 _PENDING = OutboxItem.status == "pending"
+# In order of due time, which the due index gives whatever the planner knows of the table.
+_DUE_ORDER = (OutboxItem.next_attempt_at, OutboxItem.id)
 
 
 def _with_channel(query: Select[Any]) -> Select[Any]:
@@ -127,8 +117,7 @@ def _with_channel(query: Select[Any]) -> Select[Any]:
     )
 
 
-# The due items of a round, in order of due time (which the due index gives whatever the
-# planner knows of the table), at most BATCH.
+# The due items of a round, in order of due time, at most BATCH.
 _DUE = _with_channel(
     select(
         OutboxItem.id,
@@ -138,7 +127,7 @@ _DUE = _with_channel(
         _CHANNEL.label("channel"),
     ).where(_PENDING, OutboxItem.next_attempt_at <= bindparam("now"))
 )
-_DUE_ANYWHERE = _DUE.order_by(OutboxItem.next_attempt_at, OutboxItem.id).limit(BATCH)
+_DUE_ANYWHERE = _DUE.order_by(*_DUE_ORDER).limit(BATCH)
 # ... leaving out the posts for booked channels ("booked"), unless they hold a slot there.
 _DUE_OUTSIDE_BOOKED = (
     _DUE.where(
@@ -149,7 +138,7 @@ _DUE_OUTSIDE_BOOKED = (
             OutboxItem.id.in_(bindparam("holding", expanding=True)),
         )
     )
-    .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
+    .order_by(*_DUE_ORDER)
     .limit(BATCH)
 )
 # The first item not due yet of each of these threads.
@@ -177,8 +166,18 @@ _DUE_IN_BOOKED = (
             _CHANNEL.in_(bindparam("booked", expanding=True)),
         )
     )
-    .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
+    .order_by(*_DUE_ORDER)
     .limit(PARK_BATCH)
+)
+# Put off a post for a booked channel until its slot, if it is still pending and due.
+_PARK = (
+    update(OutboxItem.__table__)
+    .where(
+        OutboxItem.id == bindparam("item"),
+        _PENDING,
+        OutboxItem.next_attempt_at <= bindparam("due_by"),
+    )
+    .values(next_attempt_at=bindparam("until"))
 )
 # When the next item falls due, of those not due at the last round.
 _NEXT_DUE = select(func.min(OutboxItem.next_attempt_at)).where(
@@ -309,12 +308,10 @@ class DeliveryWorker:
         round, taking the process's time from accepting messages for no post made sooner. They
         are put off instead (`_park`), so that a round reads only what is due, however long
         the backlog."""
-        await self._park(now, booked)
+        values = self._booked_values(booked) if booked.channels else {}
+        await self._park(now, booked, values)
         async with self._sessions() as session:
-            if booked.channels:
-                query, values = _DUE_OUTSIDE_BOOKED, self._booked_values(booked)
-            else:
-                query, values = _DUE_ANYWHERE, {}
+            query = _DUE_OUTSIDE_BOOKED if booked.channels else _DUE_ANYWHERE
             rows = (await session.execute(query, {"now": now, **values})).all()
             rows.sort(key=lambda row: row.id)  # a thread's items in order of id
             threads = sorted({row.thread_id for row in rows} - {None})
@@ -344,14 +341,15 @@ class DeliveryWorker:
         return len(rows), list(lanes.values())
 
     def _booked_values(self, booked: Booked) -> dict[str, list[Any]]:
-        """The values of `_DUE_OUTSIDE_BOOKED` and `_DUE_IN_BOOKED` for these bookings."""
+        """The values of `_DUE_OUTSIDE_BOOKED` and `_DUE_IN_BOOKED` for these bookings (a
+        round's two reads share them)."""
         return {
             "paced": sorted(self._paced),
             "booked": sorted(booked.channels),
             "holding": sorted(booked.holding),
         }
 
-    async def _park(self, now: datetime, booked: Booked) -> None:
+    async def _park(self, now: datetime, booked: Booked, values: dict[str, list[Any]]) -> None:
         """Put off the due posts for booked channels until their slots come, as the pacer
         reckons them: posts written since the last round behind those already waiting (one a
         slot, in order of arrival), posts back at their slot to find it taken in front. Each
@@ -360,9 +358,7 @@ class DeliveryWorker:
         if not booked.channels:
             return
         async with self._sessions() as session, session.begin():
-            rows = (
-                await session.execute(_DUE_IN_BOOKED, {"now": now, **self._booked_values(booked)})
-            ).all()
+            rows = (await session.execute(_DUE_IN_BOOKED, {"now": now, **values})).all()
             waiting: dict[tuple[str, bool], list[int]] = {}
             for row in sorted(rows, key=lambda row: row.id):
                 if row.id not in booked.holding:
