@@ -14,27 +14,34 @@ from bench.__main__ import ROWS
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.slow
-def test_the_quick_benchmark_prints_every_figure(tmp_path: Path) -> None:
+def run_bench(module: str, *args: str, timeout: float) -> str:
+    """Run `python -m {module} {args}` from the repository as a user would; its stdout, once it
+    has ended well."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--workdir", str(tmp_path)],
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_the_quick_benchmark_prints_every_figure(tmp_path: Path) -> None:
+    stdout = run_bench("bench", "--quick", "--workdir", str(tmp_path), timeout=600)
     rows = {
         cells[0]: cells[1:-1]
-        for line in done.stdout.splitlines()
+        for line in stdout.splitlines()
         if line.startswith("| ")
         for cells in [[cell.strip() for cell in line.strip("|").split("|")]]
     }
     for _, label, _ in ROWS:
-        assert label in rows, f"{label!r} missing from:\n{done.stdout}"
+        assert label in rows, f"{label!r} missing from:\n{stdout}"
         measured = [value for value in rows[label] if value]
-        assert measured, f"{label!r} has no value:\n{done.stdout}"
+        assert measured, f"{label!r} has no value:\n{stdout}"
         for value in measured:
             assert not value.startswith(("failed", "not measured")), f"{label}: {value}"
     # What each accepted message costs, and where, is printed beside the ingest ratio.
