@@ -1,15 +1,18 @@
-"""SQLite's writers of one process take turns (adapters/db/database.py, WriteGate): a second
-writer waits for the first to commit instead of failing, and a transaction that ends any way at
-all (commit, rollback after an error, a session closed without either) lets the next one in."""
+"""SQLite's writers take turns (adapters/db/database.py, WriteGate): a second writer waits for
+the first to commit instead of failing, in the same process or in another (the web and delivery
+processes), and a transaction that ends any way at all (commit, rollback after an error, a
+session closed without either) lets the next one in."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
+import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -87,3 +90,53 @@ async def test_a_failed_or_abandoned_transaction_lets_another_connection_write(
     await failing.close()
     await other.close()
     assert await reps(sqlite_sessions) == 3  # U0ONE, U0NEXT and U0LAST
+
+
+HOLDER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from slackrouter.adapters.db.database import create_engine, session_factory
+    from slackrouter.adapters.db.models import Rep
+
+    async def main() -> None:
+        engine = create_engine(sys.argv[1])
+        async with session_factory(engine)() as session, session.begin():
+            session.add(Rep(team_id="T0001", user_id="U0OTHERPROCESS"))
+            await session.flush()
+            print("holding", flush=True)
+            await asyncio.sleep(0.5)
+        await engine.dispose()
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_a_writer_in_another_process_is_waited_for_at_the_gate(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/gate.db"
+    engine = create_engine(url)
+    await upgrade(engine)
+    await engine.dispose()
+
+    # SQLite's own wait off in this process: a writer that met the other's lock would fail.
+    def no_busy_wait(dbapi_connection: object, _record: object) -> None:
+        dbapi_connection.execute("PRAGMA busy_timeout=0")  # type: ignore[attr-defined]
+
+    event.listen(engine.sync_engine, "connect", no_busy_wait)
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOLDER, url, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert holder.stdout is not None
+        line = await asyncio.wait_for(holder.stdout.readline(), HANG_GUARD)
+        assert line.strip() == b"holding"
+        sessions = session_factory(engine)
+        async with sessions() as session, session.begin():
+            session.add(Rep(team_id=TEAM, user_id="U0THISPROCESS"))
+        assert await asyncio.wait_for(holder.wait(), HANG_GUARD) == 0
+        assert await reps(sessions) == 2
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+            await holder.wait()
+        await engine.dispose()
