@@ -7,6 +7,7 @@ import fcntl
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,7 @@ class WriteGate:
     the delivery worker lose their turns asleep (statements of the ingest writer waited 80 ms on
     average under the latency benchmark). At the gate they queue instead, and a waiter in another
     process is woken by the kernel when the lock is given back. The gate is taken at a
-    transaction's first write and given back when it commits or rolls back, or when its
+    transaction's first write and given back once it has committed or rolled back, or when its
     connection goes back to the pool or is dropped: it is held exactly as long as SQLite's own
     lock, so it blocks nothing SQLite would not. Writers that do not use it (another tool on the
     same file) still meet SQLite's busy handler."""
@@ -101,12 +102,23 @@ class WriteGate:
     def attach(self, engine: AsyncEngine) -> None:
         sync_engine = engine.sync_engine
         event.listen(sync_engine, "before_cursor_execute", self._before_execute)
-        event.listen(sync_engine, "commit", lambda conn: self._give_back(conn.info))
-        event.listen(sync_engine, "rollback", lambda conn: self._give_back(conn.info))
+        # SQLAlchemy's commit, rollback and pool reset events fire before the driver's call:
+        # given back there, the gate would let the next writer meet SQLite's lock still held.
+        dialect = sync_engine.dialect
+        dialect.do_commit = self._giving_back_after(dialect.do_commit)  # type: ignore[method-assign]
+        dialect.do_rollback = self._giving_back_after(dialect.do_rollback)  # type: ignore[method-assign]
         pool = sync_engine.pool
-        event.listen(pool, "reset", lambda _conn, record, _state: self._free(record))
         event.listen(pool, "checkin", lambda _conn, record: self._free(record))
         event.listen(pool, "invalidate", lambda _conn, record, _exc: self._free(record))
+
+    def _giving_back_after(self, end: Callable[[Any], None]) -> Callable[[Any], None]:
+        def ended(dbapi_connection: Any) -> None:
+            try:
+                end(dbapi_connection)
+            finally:
+                self._give_back(_info(dbapi_connection))
+
+        return ended
 
     def _gate(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
@@ -151,6 +163,14 @@ class WriteGate:
             self._file.release()
         if self._lock is not None and self._lock.locked():
             self._lock.release()
+
+
+def _info(dbapi_connection: Any) -> dict[str, Any]:
+    try:
+        info: dict[str, Any] = dbapi_connection.info
+        return info
+    except NotImplementedError:  # the dialect's first-connect checks, which hold no gate
+        return {}
 
 
 class _FileLock:
