@@ -13,10 +13,17 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import event, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
-from slackrouter.adapters.db.database import create_engine, session_factory
+from slackrouter.adapters.db.database import (
+    WriteGate,
+    _lock_file,
+    _sqlite_pragmas,
+    create_engine,
+    session_factory,
+)
 from slackrouter.adapters.db.migrate import upgrade
 from slackrouter.adapters.db.models import Rep
 
@@ -104,7 +111,7 @@ HOLDER = textwrap.dedent(
             session.add(Rep(team_id="T0001", user_id="U0OTHERPROCESS"))
             await session.flush()
             print("holding", flush=True)
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(float(sys.argv[2]))
         await engine.dispose()
 
     asyncio.run(main())
@@ -124,7 +131,7 @@ async def test_a_writer_in_another_process_is_waited_for_at_the_gate(tmp_path: P
 
     event.listen(engine.sync_engine, "connect", no_busy_wait)
     holder = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", HOLDER, url, stdout=asyncio.subprocess.PIPE
+        sys.executable, "-c", HOLDER, url, "0.5", stdout=asyncio.subprocess.PIPE
     )
     try:
         assert holder.stdout is not None
@@ -140,3 +147,36 @@ async def test_a_writer_in_another_process_is_waited_for_at_the_gate(tmp_path: P
             holder.kill()
             await holder.wait()
         await engine.dispose()
+
+
+async def test_a_writer_that_waits_too_long_fails_and_leaves_the_gate_working(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "gate.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    engine = create_engine(url)
+    await upgrade(engine)
+    await engine.dispose()
+    impatient = _create_async_engine(url, connect_args={"timeout": 30})
+    event.listen(impatient.sync_engine, "connect", _sqlite_pragmas)
+    WriteGate(_lock_file(path), timeout=0.2).attach(impatient)
+    sessions = session_factory(impatient)
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOLDER, url, "1.0", stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert holder.stdout is not None
+        assert (await asyncio.wait_for(holder.stdout.readline(), HANG_GUARD)).strip() == b"holding"
+        with pytest.raises(OperationalError, match="database is locked"):
+            async with sessions() as session, session.begin():
+                session.add(Rep(team_id=TEAM, user_id="U0TOOEARLY"))
+        assert await asyncio.wait_for(holder.wait(), HANG_GUARD) == 0
+        for user_id in ("U0AFTER", "U0AGAIN"):  # the abandoned wait kept nothing
+            async with sessions() as session, session.begin():
+                session.add(Rep(team_id=TEAM, user_id=user_id))
+        assert await reps(sessions) == 3  # U0OTHERPROCESS, U0AFTER and U0AGAIN
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+            await holder.wait()
+        await impatient.dispose()

@@ -93,11 +93,10 @@ class WriteGate:
     same file) still meet SQLite's busy handler."""
 
     def __init__(self, lock_path: Path | None = None, timeout: float = 30.0) -> None:
-        self._lock_path = lock_path
         self._timeout = timeout
         self._lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._file: _FileLock | None = None
+        self._file = None if lock_path is None else _FileLock(lock_path)
 
     def attach(self, engine: AsyncEngine) -> None:
         sync_engine = engine.sync_engine
@@ -126,39 +125,40 @@ class WriteGate:
             self._lock, self._loop = asyncio.Lock(), loop
         return self._lock
 
-    def _file_lock(self) -> _FileLock | None:
-        # Opened in the process that writes: a lock inherited through fork would be shared.
-        if self._lock_path is not None and (self._file is None or not self._file.mine()):
-            self._file = _FileLock(self._lock_path)
-        return self._file
-
     def _before_execute(self, conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         if conn.info.get(_GATE_HELD) or statement.lstrip()[:7].upper().startswith(_READS):
             return
+        taken: list[bool] = []
         try:
-            await_(asyncio.wait_for(self._take(), self._timeout))
-        except TimeoutError:
-            raise OperationalError(statement, None, Exception("database is locked")) from None
+            await_(asyncio.wait_for(self._take(taken), self._timeout))
+        except BaseException as exc:
+            if taken:  # taken just as the wait ended otherwise (cancelled): not kept by anyone
+                self._open()
+            if isinstance(exc, TimeoutError):
+                raise OperationalError(statement, None, Exception("database is locked")) from None
+            raise
         conn.info[_GATE_HELD] = self
 
-    async def _take(self) -> None:
+    async def _take(self, taken: list[bool]) -> None:
         gate = self._gate()
         await gate.acquire()
         try:
-            file = self._file_lock()
-            if file is not None:
-                await file.acquire()
+            if self._file is not None:
+                await self._file.acquire()
         except BaseException:
             gate.release()
             raise
+        taken.append(True)
 
     def _free(self, record: Any) -> None:
         if record is not None:
             self._give_back(record.info)
 
     def _give_back(self, info: dict[str, Any]) -> None:
-        if info.pop(_GATE_HELD, None) is None:
-            return
+        if info.pop(_GATE_HELD, None) is not None:
+            self._open()
+
+    def _open(self) -> None:
         if self._file is not None:
             self._file.release()
         if self._lock is not None and self._lock.locked():
@@ -175,50 +175,58 @@ def _info(dbapi_connection: Any) -> dict[str, Any]:
 
 class _FileLock:
     """An exclusive `flock` on one file, taken without blocking the event loop: at once when it
-    is free, else by a thread that sleeps in `flock` until the kernel hands it over."""
+    is free, else by a thread that sleeps in `flock` until the kernel hands it over. Each turn
+    opens the file anew and closing it gives the lock back, so a wait abandoned in its thread
+    can never give back a later turn's lock."""
 
     def __init__(self, path: Path) -> None:
-        self._pid = os.getpid()
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-
-    def mine(self) -> bool:
-        return self._pid == os.getpid()
+        self._path = path
+        self._held: int | None = None
 
     async def acquire(self) -> None:
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            pass
-        wait = _FlockWait(self._fd)
-        try:
-            await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, wait.run))
+            wait = _FlockWait(fd)
+            try:
+                await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, wait.run))
+            except BaseException:
+                wait.abandon()  # cancelled (a timeout): the file is closed once the thread is done
+                raise
         except BaseException:
-            wait.abandon()  # cancelled (a timeout): the thread gives the lock back when it gets it
+            os.close(fd)
             raise
+        self._held = fd
 
     def release(self) -> None:
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        fd, self._held = self._held, None
+        if fd is not None:
+            os.close(fd)
 
 
 class _FlockWait:
+    """One wait for the lock in a thread; given up, the thread closes the file when done."""
+
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self._guard = threading.Lock()
-        self._abandoned = self._taken = False
+        self._abandoned = self._done = False
 
     def run(self) -> None:
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        with self._guard:
-            self._taken = True
-            if self._abandoned:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        finally:
+            with self._guard:
+                self._done = True
+                if self._abandoned:
+                    os.close(self._fd)
 
     def abandon(self) -> None:
         with self._guard:
             self._abandoned = True
-            if self._taken:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            if self._done:
+                os.close(self._fd)
 
 
 def _lock_file(database: Path) -> Path:
