@@ -117,12 +117,16 @@ _OPEN_CONVERSATIONS = (
 
 # The same two lookups elsewhere (SQLite): lists of pairs, expanded as the statement runs.
 # Built once too: a list of pairs built into a statement, bind by bind, cost a batch of later
-# messages on SQLite a quarter of its CPU.
+# messages on SQLite a quarter of its CPU. SQLite searches an index by a list of pairs only as
+# far as its columns are also given each as a list: with the pairs alone it read every message
+# of the chatflow (4.8 ms at 13,664 messages, growing with them; 0.19 ms with the lists) and
+# every open conversation.
 _CHATFLOWS_AND_LISTED = (
     select(Chatflow, Message)
     .outerjoin(
         Message,
         (Message.chatflow_id == Chatflow.id)
+        & Message.visitor_id.in_(bindparam("visitors", expanding=True))
         & tuple_(Message.visitor_id, Message.client_message_id).in_(
             bindparam("pairs", expanding=True)
         ),
@@ -137,6 +141,8 @@ _OPEN_LISTED = (
     )
     .outerjoin(SlackThread, SlackThread.conversation_id == Conversation.id)
     .where(
+        Conversation.chatflow_id.in_(bindparam("chatflows", expanding=True)),
+        Conversation.visitor_id.in_(bindparam("visitors", expanding=True)),
         tuple_(Conversation.chatflow_id, Conversation.visitor_id).in_(
             bindparam("pairs", expanding=True)
         ),
@@ -144,6 +150,10 @@ _OPEN_LISTED = (
     )
     .order_by(SlackThread.id)
 )
+
+
+def _column(rows: list[tuple[str, str]], index: int) -> list[str]:
+    return sorted({row[index] for row in rows})
 
 
 async def chatflow_by_key(session: AsyncSession, public_key: str) -> Chatflow | None:
@@ -198,7 +208,8 @@ async def chatflows_and_messages(
         )
     else:
         rows = await session.execute(
-            _CHATFLOWS_AND_LISTED, {"public_keys": public, "pairs": wanted}
+            _CHATFLOWS_AND_LISTED,
+            {"public_keys": public, "visitors": _column(wanted, 0), "pairs": wanted},
         )
     chatflows: dict[str, Chatflow] = {}
     found: dict[tuple[str, str, str], Message] = {}
@@ -236,7 +247,15 @@ async def open_conversations(
             _OPEN_CONVERSATIONS, {"timer": timer, **_arrays("visitors", _VISITOR_KEYS, wanted)}
         )
     else:
-        rows = await session.execute(_OPEN_LISTED, {"timer": timer, "pairs": wanted})
+        rows = await session.execute(
+            _OPEN_LISTED,
+            {
+                "timer": timer,
+                "chatflows": _column(wanted, 0),
+                "visitors": _column(wanted, 1),
+                "pairs": wanted,
+            },
+        )
     for open_, thread, status in rows:
         found.by_visitor[open_.chatflow_id, open_.visitor_id] = open_
         threads = found.threads.setdefault(open_.id, [])
