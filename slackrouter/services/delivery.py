@@ -26,6 +26,7 @@ from sqlalchemy import Row, Select, bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
+from slackrouter.adapters.db.hints import not_indexed
 from slackrouter.adapters.db.models import OutboxItem, Rep, SlackThread
 from slackrouter.adapters.mail import MailError
 from slackrouter.adapters.slack.gateway import PERMANENT_ERRORS, slack_error
@@ -141,12 +142,13 @@ _DUE_OUTSIDE_BOOKED = (
     .order_by(*_DUE_ORDER)
     .limit(BATCH)
 )
-# The first item not due yet of each of these threads.
+# The first item not due yet of each of these threads, read by the thread index: planned on the
+# due index, SQLite read every pending item not due yet (5.9 ms at 15,000 in a backlog).
 _FIRST_NOT_DUE = (
     select(OutboxItem.thread_id, func.min(OutboxItem.id))
     .where(
         _PENDING,
-        OutboxItem.next_attempt_at > bindparam("now"),
+        not_indexed(OutboxItem.next_attempt_at) > bindparam("now"),
         OutboxItem.thread_id.in_(bindparam("threads", expanding=True)),
     )
     .group_by(OutboxItem.thread_id)
