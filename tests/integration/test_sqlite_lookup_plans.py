@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from slackrouter.adapters.db import repository as repo
 from slackrouter.adapters.db.database import create_engine, session_factory
@@ -36,10 +36,9 @@ async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
-async def plan_of(
-    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], lookup: Any
-) -> list[str]:
+async def plan_of(engine: AsyncEngine, lookup: Any) -> list[str]:
     """SQLite's query plan for the statement `lookup(session)` runs, with its parameters."""
+    sessions = session_factory(engine)
     seen: list[tuple[str, Any]] = []
 
     def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
@@ -57,45 +56,42 @@ async def plan_of(
         return [row[-1] for row in rows]
 
 
+def steps_on(plan: list[str], table: str) -> list[str]:
+    """The plan's steps that read `table` (there must be some)."""
+    steps = [step for step in plan if f" {table} " in f" {step} "]
+    assert steps, plan
+    return steps
+
+
 async def test_stored_messages_are_searched_by_chatflow_visitor_and_client_id(
     engine: AsyncEngine,
 ) -> None:
-    sessions = session_factory(engine)
-    plan = await plan_of(
-        engine, sessions, lambda s: repo.chatflows_and_messages(s, ["pk_test"], PAIRS)
-    )
-    messages = [step for step in plan if " messages " in f" {step} "]
-    assert messages, plan
+    plan = await plan_of(engine, lambda s: repo.chatflows_and_messages(s, ["pk_test"], PAIRS))
     assert all(
-        step.startswith("SEARCH") and "chatflow_id=? AND visitor_id=?" in step for step in messages
+        step.startswith("SEARCH") and "chatflow_id=? AND visitor_id=?" in step
+        for step in steps_on(plan, "messages")
     ), plan
 
 
 async def test_open_conversations_are_searched_by_chatflow_and_visitor(
     engine: AsyncEngine,
 ) -> None:
-    sessions = session_factory(engine)
     pairs = [("cf_1", visitor) for visitor, _ in PAIRS]
-    plan = await plan_of(
-        engine, sessions, lambda s: repo.open_conversations(s, pairs, timer="offline_email")
-    )
-    conversations = [step for step in plan if " conversations " in f" {step} "]
-    assert conversations, plan
+    plan = await plan_of(engine, lambda s: repo.open_conversations(s, pairs, timer="offline_email"))
     assert all(
         step.startswith("SEARCH") and "chatflow_id=? AND visitor_id=?" in step
-        for step in conversations
+        for step in steps_on(plan, "conversations")
     ), plan
 
 
 async def test_the_first_item_not_due_of_each_thread_is_searched_by_thread(
     engine: AsyncEngine,
 ) -> None:
-    sessions = session_factory(engine)
     plan = await plan_of(
         engine,
-        sessions,
         lambda s: s.execute(delivery._FIRST_NOT_DUE, {"now": utcnow(), "threads": [1, 2, 3]}),
     )
-    outbox = [step for step in plan if " outbox " in f" {step} "]
-    assert outbox, plan
-    assert all(step.startswith("SEARCH") and "ix_outbox_thread" in step for step in outbox), plan
+    assert all(
+        step.startswith("SEARCH") and "ix_outbox_thread" in step
+        for step in steps_on(plan, "outbox")
+    ), plan

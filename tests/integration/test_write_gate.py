@@ -6,8 +6,10 @@ session closed without either) lets the next one in."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import textwrap
+from asyncio.subprocess import Process
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -119,64 +121,75 @@ HOLDER = textwrap.dedent(
 )
 
 
-async def test_a_writer_in_another_process_is_waited_for_at_the_gate(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path}/gate.db"
-    engine = create_engine(url)
+@pytest.fixture
+async def database_file(tmp_path: Path) -> Path:
+    """A migrated SQLite file, no engine left open on it."""
+    path = tmp_path / "gate.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
     await upgrade(engine)
     await engine.dispose()
+    return path
+
+
+@contextlib.asynccontextmanager
+async def writing_elsewhere(path: Path, seconds: float) -> AsyncIterator[Process]:
+    """Another process holding a write transaction open on `path` for `seconds`: entered once
+    it has written; the process is killed if the test leaves before it ends."""
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        HOLDER,
+        f"sqlite+aiosqlite:///{path}",
+        str(seconds),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None
+        assert (await asyncio.wait_for(holder.stdout.readline(), HANG_GUARD)).strip() == b"holding"
+        yield holder
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+            await holder.wait()
+
+
+async def test_a_writer_in_another_process_is_waited_for_at_the_gate(database_file: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{database_file}")
 
     # SQLite's own wait off in this process: a writer that met the other's lock would fail.
     def no_busy_wait(dbapi_connection: object, _record: object) -> None:
         dbapi_connection.execute("PRAGMA busy_timeout=0")  # type: ignore[attr-defined]
 
     event.listen(engine.sync_engine, "connect", no_busy_wait)
-    holder = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", HOLDER, url, "0.5", stdout=asyncio.subprocess.PIPE
-    )
+    sessions = session_factory(engine)
     try:
-        assert holder.stdout is not None
-        line = await asyncio.wait_for(holder.stdout.readline(), HANG_GUARD)
-        assert line.strip() == b"holding"
-        sessions = session_factory(engine)
-        async with sessions() as session, session.begin():
-            session.add(Rep(team_id=TEAM, user_id="U0THISPROCESS"))
-        assert await asyncio.wait_for(holder.wait(), HANG_GUARD) == 0
+        async with writing_elsewhere(database_file, 0.5) as holder:
+            async with sessions() as session, session.begin():
+                session.add(Rep(team_id=TEAM, user_id="U0THISPROCESS"))
+            assert await asyncio.wait_for(holder.wait(), HANG_GUARD) == 0
         assert await reps(sessions) == 2
     finally:
-        if holder.returncode is None:
-            holder.kill()
-            await holder.wait()
         await engine.dispose()
 
 
 async def test_a_writer_that_waits_too_long_fails_and_leaves_the_gate_working(
-    tmp_path: Path,
+    database_file: Path,
 ) -> None:
-    path = tmp_path / "gate.db"
-    url = f"sqlite+aiosqlite:///{path}"
-    engine = create_engine(url)
-    await upgrade(engine)
-    await engine.dispose()
-    impatient = _create_async_engine(url, connect_args={"timeout": 30})
-    event.listen(impatient.sync_engine, "connect", _sqlite_pragmas)
-    WriteGate(_lock_file(path), timeout=0.2).attach(impatient)
-    sessions = session_factory(impatient)
-    holder = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", HOLDER, url, "1.0", stdout=asyncio.subprocess.PIPE
+    impatient = _create_async_engine(
+        f"sqlite+aiosqlite:///{database_file}", connect_args={"timeout": 30}
     )
+    event.listen(impatient.sync_engine, "connect", _sqlite_pragmas)
+    WriteGate(_lock_file(database_file), timeout=0.2).attach(impatient)
+    sessions = session_factory(impatient)
     try:
-        assert holder.stdout is not None
-        assert (await asyncio.wait_for(holder.stdout.readline(), HANG_GUARD)).strip() == b"holding"
-        with pytest.raises(OperationalError, match="database is locked"):
-            async with sessions() as session, session.begin():
-                session.add(Rep(team_id=TEAM, user_id="U0TOOEARLY"))
-        assert await asyncio.wait_for(holder.wait(), HANG_GUARD) == 0
+        async with writing_elsewhere(database_file, 1.0) as holder:
+            with pytest.raises(OperationalError, match="database is locked"):
+                async with sessions() as session, session.begin():
+                    session.add(Rep(team_id=TEAM, user_id="U0TOOEARLY"))
+            assert await asyncio.wait_for(holder.wait(), HANG_GUARD) == 0
         for user_id in ("U0AFTER", "U0AGAIN"):  # the abandoned wait kept nothing
             async with sessions() as session, session.begin():
                 session.add(Rep(team_id=TEAM, user_id=user_id))
         assert await reps(sessions) == 3  # U0OTHERPROCESS, U0AFTER and U0AGAIN
     finally:
-        if holder.returncode is None:
-            holder.kill()
-            await holder.wait()
         await impatient.dispose()
