@@ -19,7 +19,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -203,30 +203,38 @@ class _NewThread:
 class _Planned:
     """One message of a batch as it will be answered, once the batch's rows have ids."""
 
-    conversation: Conversation
+    conversation: repo.Chat
     message: Message | _NewMessage
     duplicate: bool
     started: bool = False  # the batch started its conversation (routing read its reps)
+
+
+class _Thread(NamedTuple):
+    """A Slack thread opened before the batch."""
+
+    id: int
 
 
 class _Post(NamedTuple):
     """A Slack post a batch queues once its rows have ids."""
 
     kind: str
-    thread: SlackThread | _NewThread
+    thread: _NewThread | _Thread
     message: _NewMessage
-    conversation: Conversation
+    conversation: repo.Chat
     payload: dict[str, object] | None
 
 
 @dataclass
 class _Batch:
-    """What a batch adds besides its conversations: its messages, threads and timers, the
-    posts to queue once rows have ids, the conversations whose offline email waits for the
-    visitor again, and the answers."""
+    """What a batch adds: its conversations (their rows' values), the name or email given to
+    earlier ones, its messages, threads and timers, the posts to queue once rows have ids, the
+    conversations whose offline email waits for the visitor again, and the answers."""
 
     now: datetime
     routing: RoutingCache = field(default_factory=RoutingCache)
+    started: list[tuple[dict[str, object], repo.Chat]] = field(default_factory=list)
+    named: dict[str, repo.Chat] = field(default_factory=dict)  # earlier chats given a name
     stored: list[_NewMessage] = field(default_factory=list)
     threads: list[_NewThread] = field(default_factory=list)
     timers: list[dict[str, object]] = field(default_factory=list)
@@ -342,9 +350,12 @@ class VisitorMessages:
             existing = {key: message for key, message in stored.items() if key in keys}
             open_ = await self._open_conversations(session, chatflows, known, existing)
             conversations, work.email_waits = open_.by_visitor, open_.timer_pending
-            earlier = await self._conversations_of(session, existing.values())
-            threads: dict[str, list[SlackThread | _NewThread]] = {
-                conversation_id: list(its) for conversation_id, its in open_.threads.items()
+            earlier = await repo.chats_by_id(
+                session, (m.conversation_id for m in existing.values())
+            )
+            threads: dict[str, list[_NewThread | _Thread]] = {
+                conversation_id: [_Thread(id) for id in its]
+                for conversation_id, its in open_.threads.items()
             }
             in_batch: dict[tuple[str, str, str], _NewMessage] = {}
             await self._look_up_contacts(session, chatflows, known, existing, conversations, work)
@@ -385,7 +396,7 @@ class VisitorMessages:
                     else:
                         self._continue(conversation, request.message, stored, threads, work)
                         work.answers.append(_Planned(conversation, stored, False))
-            await session.flush()  # conversations, and what routing changed
+            await session.flush()  # what routing changed (the reps' round-robin stamps)
             await _insert_rows(session, work)
             await self._postpone_emails(session, work)
             agents = await self._offered_agents(session, work)
@@ -421,7 +432,7 @@ class VisitorMessages:
         chatflows: dict[str, Chatflow],
         known: list[_Request],
         existing: dict[tuple[str, str, str], Message],
-        conversations: dict[tuple[str, str], Conversation],
+        conversations: dict[tuple[str, str], repo.Chat],
         work: _Batch,
     ) -> None:
         """The contacts of the visitors whose conversations the batch starts, read at once."""
@@ -437,16 +448,6 @@ class VisitorMessages:
                 session, work.routing, team_id, list(visitors.items())
             )
 
-    @staticmethod
-    async def _conversations_of(
-        session: AsyncSession, messages: Iterable[Message]
-    ) -> dict[str, Conversation]:
-        ids = {m.conversation_id for m in messages}
-        if not ids:
-            return {}
-        rows = await session.scalars(_CONVERSATIONS, {"ids": sorted(ids)})
-        return {c.id: c for c in rows}
-
     async def _start(
         self,
         session: AsyncSession,
@@ -454,7 +455,7 @@ class VisitorMessages:
         request: _Request,
         stored: _NewMessage,
         work: _Batch,
-    ) -> Conversation:
+    ) -> repo.Chat:
         """Route a new conversation, open its Slack threads, and arm its timers."""
         message, now = request.message, work.now
         bind_log_context(team=chatflow.team_id, conversation=None)
@@ -467,25 +468,35 @@ class VisitorMessages:
             cache=work.routing,
         )
         decision = routed.decision
-        conversation = Conversation(
+        record = routing_record(routed)
+        conversation = repo.Chat(
             id=uuid.uuid4().hex,
             team_id=chatflow.team_id,
-            chatflow_id=chatflow.id,
-            visitor_id=message.visitor_id,
-            visitor_name=message.name or (routed.contact.name if routed.contact else None),
-            visitor_email=message.email,
-            identity_verified=request.identity_verified,
-            page_url=message.page_url,
             token=secrets.token_urlsafe(32),
             routing_outcome=decision.outcome.value,
-            routing=routing_record(routed),
-            contact_id=routed.contact.id if routed.contact else None,
             offered=list(decision.notify),
-            missed=decision.missed,
-            status="open",
-            created_at=now,
+            away_message=routed.away_message,
+            identity_verified=request.identity_verified,
+            visitor_name=message.name or (routed.contact.name if routed.contact else None),
+            visitor_email=message.email,
         )
-        session.add(conversation)
+        row = {
+            "id": conversation.id,
+            "team_id": chatflow.team_id,
+            "chatflow_id": chatflow.id,
+            "visitor_id": message.visitor_id,
+            "identity_verified": request.identity_verified,
+            "page_url": message.page_url,
+            "token": conversation.token,
+            "status": "open",
+            "routing_outcome": conversation.routing_outcome,
+            "routing": record,
+            "contact_id": routed.contact.id if routed.contact else None,
+            "offered": conversation.offered,
+            "missed": decision.missed,
+            "created_at": now,
+        }
+        work.started.append((row, conversation))
         bind_log_context(team=chatflow.team_id, conversation=conversation.id)
         chat_started(decision.outcome.value)
         stored.conversation_id = conversation.id
@@ -510,7 +521,7 @@ class VisitorMessages:
     @staticmethod
     def _open_threads(
         chatflow: Chatflow,
-        conversation: Conversation,
+        conversation: repo.Chat,
         notify: tuple[str, ...],
         stored: _NewMessage,
         work: _Batch,
@@ -525,15 +536,20 @@ class VisitorMessages:
 
     @staticmethod
     def _continue(
-        conversation: Conversation,
+        conversation: repo.Chat,
         message: VisitorMessageIn,
         stored: _NewMessage,
-        threads: dict[str, list[SlackThread | _NewThread]],
+        threads: dict[str, list[_NewThread | _Thread]],
         work: _Batch,
     ) -> None:
-        """A later message: into the same threads; the offline email waits for the visitor."""
-        conversation.visitor_name = conversation.visitor_name or message.name
-        conversation.visitor_email = conversation.visitor_email or message.email
+        """A later message: into the same threads; the offline email waits for the visitor.
+        A name or email the conversation lacks is taken from it."""
+        name = conversation.visitor_name or message.name
+        email = conversation.visitor_email or message.email
+        if (name, email) != (conversation.visitor_name, conversation.visitor_email):
+            conversation.visitor_name, conversation.visitor_email = name, email
+            if not any(chat is conversation for _, chat in work.started):
+                work.named[conversation.id] = conversation
         stored.conversation_id = conversation.id
         work.stored.append(stored)
         for thread in threads.get(conversation.id, []):
@@ -587,7 +603,7 @@ def _key(chatflow: Chatflow, message: VisitorMessageIn) -> tuple[str, str, str]:
     return (chatflow.id, message.visitor_id, message.client_message_id)
 
 
-def _add_timer(work: _Batch, conversation: Conversation, kind: str, due_at: datetime) -> None:
+def _add_timer(work: _Batch, conversation: repo.Chat, kind: str, due_at: datetime) -> None:
     """A new conversation's timer (it has none yet, so nothing to look up)."""
     work.timers.append(
         {
@@ -608,7 +624,11 @@ _LOCK_CHATFLOWS = (
     .order_by(Chatflow.id)
     .with_for_update()
 )
-_CONVERSATIONS = select(Conversation).where(Conversation.id.in_(bindparam("ids", expanding=True)))
+_NAME_CONVERSATIONS = (
+    update(Conversation.__table__)
+    .where(Conversation.id == bindparam("chat"))
+    .values(visitor_name=bindparam("name"), visitor_email=bindparam("email"))
+)
 _POSTPONE_EMAILS = (
     update(Timer)
     .where(
@@ -628,8 +648,25 @@ _INSERT_THREADS = insert(SlackThread.__table__).returning(
 
 
 async def _insert_rows(session: AsyncSession, work: _Batch) -> None:
-    """Insert the batch's messages and threads (learning their ids by their keys), then its
-    timers, feed entries and outbox rows: a statement per table."""
+    """Insert the batch's conversations, its messages and threads (learning their ids by their
+    keys), then its timers, feed entries and outbox rows: a statement per table; and give the
+    earlier conversations the names and emails they were given."""
+    if work.started:
+        await session.execute(
+            insert(Conversation.__table__),
+            [
+                {**row, "visitor_name": chat.visitor_name, "visitor_email": chat.visitor_email}
+                for row, chat in work.started
+            ],
+        )
+    if work.named:
+        await session.execute(
+            _NAME_CONVERSATIONS,
+            [
+                {"chat": chat.id, "name": chat.visitor_name, "email": chat.visitor_email}
+                for chat in work.named.values()
+            ],
+        )
     if work.stored:
         stored = {(m.chatflow_id, m.visitor_id, m.client_message_id): m for m in work.stored}
         rows = await session.execute(_INSERT_MESSAGES, [m.values() for m in work.stored])
@@ -676,7 +713,7 @@ def _result(planned: _Planned, agents: dict[tuple[str, str], Agent]) -> VisitorM
         agents=tuple(
             agents[conversation.team_id, u] for u in notified if (conversation.team_id, u) in agents
         ),
-        away_message=None if routed else conversation.routing.get("away_message"),
+        away_message=None if routed else conversation.away_message,
         identity_verified=conversation.identity_verified,
         duplicate=planned.duplicate,
     )

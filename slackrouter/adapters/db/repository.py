@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -9,6 +10,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
+    Row,
+    Select,
     String,
     bindparam,
     func,
@@ -95,65 +98,88 @@ def _timer_status(conversation_id: ColumnElement[str]) -> Label[str]:
 
 
 _VISITORS = _unnest("visitors", _VISITOR_KEYS)
-_OPEN_AT = _lookup(
-    Conversation,
-    "open",
-    Conversation.chatflow_id == _VISITORS.c.chatflow_id,
-    Conversation.visitor_id == _VISITORS.c.visitor_id,
-    Conversation.status == _OPEN,
+_CONVERSATIONS = Conversation.__table__
+# What the visitor message writer reads of a conversation (`Chat`): plain columns, not an ORM
+# object to load, track and flush (loading 64 conversations with their threads as objects cost
+# three times the statement read as columns).
+_CHAT_COLUMNS = tuple(
+    _CONVERSATIONS.c[name]
+    for name in (
+        "id",
+        "team_id",
+        "chatflow_id",
+        "visitor_id",
+        "token",
+        "routing_outcome",
+        "routing",
+        "offered",
+        "identity_verified",
+        "visitor_name",
+        "visitor_email",
+    )
+)
+_OPEN_AT = (
+    select(*_CHAT_COLUMNS)
+    .where(
+        _CONVERSATIONS.c.chatflow_id == _VISITORS.c.chatflow_id,
+        _CONVERSATIONS.c.visitor_id == _VISITORS.c.visitor_id,
+        _CONVERSATIONS.c.status == _OPEN,
+    )
+    .limit(1)
+    .lateral("open")
 )
 _OPEN_CONVERSATIONS = (
     select(
         _OPEN_AT,
-        SlackThread,
-        _timer_status(_OPEN_AT.id),
+        SlackThread.id.label("thread_id"),
+        _timer_status(_OPEN_AT.c.id),
     )
     .select_from(_VISITORS)
     .join(_OPEN_AT, true())
-    .outerjoin(SlackThread, SlackThread.conversation_id == _OPEN_AT.id)
+    .outerjoin(SlackThread, SlackThread.conversation_id == _OPEN_AT.c.id)
     .order_by(SlackThread.id)
 )
 
 
-# The same two lookups elsewhere (SQLite): lists of pairs, expanded as the statement runs.
-# Built once too: a list of pairs built into a statement, bind by bind, cost a batch of later
-# messages on SQLite a quarter of its CPU. SQLite searches an index by a list of pairs only as
-# far as its columns are also given each as a list: with the pairs alone it read every message
-# of the chatflow (4.8 ms at 13,664 messages, growing with them; 0.19 ms with the lists) and
-# every open conversation.
+def _json_pairs(name: str) -> Select[Any]:
+    """The pairs of strings bound as `name`, one JSON array of pairs, as rows (SQLite)."""
+    value = literal_column("value")
+    return select(func.json_extract(value, "$[0]"), func.json_extract(value, "$[1]")).select_from(
+        func.json_each(bindparam(name))
+    )
+
+
+# The same two lookups elsewhere (SQLite): the pairs bound as one JSON array, read as rows by
+# json_each, so that the statement's text is the same whatever the number of pairs. SQLite
+# searches the unique indexes by each pair (tests/integration/test_sqlite_lookup_plans.py).
+# A list of pairs expanded as the statement ran cost a batch of 64 later messages 10 ms of the
+# web process (rendering the statement with its 128 placeholders, and binding them), the JSON
+# array 5.
 _CHATFLOWS_AND_LISTED = (
     select(Chatflow, Message)
     .outerjoin(
         Message,
         (Message.chatflow_id == Chatflow.id)
-        & Message.visitor_id.in_(bindparam("visitors", expanding=True))
-        & tuple_(Message.visitor_id, Message.client_message_id).in_(
-            bindparam("pairs", expanding=True)
-        ),
+        & tuple_(Message.visitor_id, Message.client_message_id).in_(_json_pairs("pairs")),
     )
     .where(Chatflow.public_key.in_(bindparam("public_keys", expanding=True)))
 )
 _OPEN_LISTED = (
     select(
-        Conversation,
-        SlackThread,
-        _timer_status(Conversation.id),
+        *_CHAT_COLUMNS,
+        SlackThread.id.label("thread_id"),
+        _timer_status(_CONVERSATIONS.c.id),
     )
-    .outerjoin(SlackThread, SlackThread.conversation_id == Conversation.id)
+    .outerjoin(SlackThread, SlackThread.conversation_id == _CONVERSATIONS.c.id)
     .where(
-        Conversation.chatflow_id.in_(bindparam("chatflows", expanding=True)),
-        Conversation.visitor_id.in_(bindparam("visitors", expanding=True)),
-        tuple_(Conversation.chatflow_id, Conversation.visitor_id).in_(
-            bindparam("pairs", expanding=True)
-        ),
-        Conversation.status == _OPEN,
+        tuple_(_CONVERSATIONS.c.chatflow_id, _CONVERSATIONS.c.visitor_id).in_(_json_pairs("pairs")),
+        _CONVERSATIONS.c.status == _OPEN,
     )
     .order_by(SlackThread.id)
 )
-
-
-def _column(rows: list[tuple[str, str]], index: int) -> list[str]:
-    return sorted({row[index] for row in rows})
+_CHATS_BY_ID = select(*_CHAT_COLUMNS).where(
+    _CONVERSATIONS.c.id.in_(bindparam("ids", expanding=True))
+)
 
 
 async def chatflow_by_key(session: AsyncSession, public_key: str) -> Chatflow | None:
@@ -208,8 +234,7 @@ async def chatflows_and_messages(
         )
     else:
         rows = await session.execute(
-            _CHATFLOWS_AND_LISTED,
-            {"public_keys": public, "visitors": _column(wanted, 0), "pairs": wanted},
+            _CHATFLOWS_AND_LISTED, {"public_keys": public, "pairs": json.dumps(wanted)}
         )
     chatflows: dict[str, Chatflow] = {}
     found: dict[tuple[str, str, str], Message] = {}
@@ -220,13 +245,42 @@ async def chatflows_and_messages(
     return chatflows, found
 
 
+@dataclass(eq=False)
+class Chat:
+    """A conversation as the visitor message writer reads, starts and answers it."""
+
+    id: str
+    team_id: str
+    token: str
+    routing_outcome: str
+    offered: list[str]
+    away_message: str | None
+    identity_verified: bool
+    visitor_name: str | None
+    visitor_email: str | None
+
+
+def _chat(row: Row[Any]) -> Chat:
+    return Chat(
+        id=row.id,
+        team_id=row.team_id,
+        token=row.token,
+        routing_outcome=row.routing_outcome,
+        offered=row.offered,
+        away_message=row.routing.get("away_message"),
+        identity_verified=row.identity_verified,
+        visitor_name=row.visitor_name,
+        visitor_email=row.visitor_email,
+    )
+
+
 @dataclass
 class OpenConversations:
-    """Visitors' open conversations, their Slack threads (oldest first), and which of them have
-    a timer of the asked kind pending."""
+    """Visitors' open conversations, their Slack threads' ids (oldest first), and which of them
+    have a timer of the asked kind pending."""
 
-    by_visitor: dict[tuple[str, str], Conversation] = field(default_factory=dict)
-    threads: dict[str, list[SlackThread]] = field(default_factory=dict)
+    by_visitor: dict[tuple[str, str], Chat] = field(default_factory=dict)
+    threads: dict[str, list[int]] = field(default_factory=dict)
     timer_pending: set[str] = field(default_factory=set)
 
 
@@ -247,23 +301,25 @@ async def open_conversations(
             _OPEN_CONVERSATIONS, {"timer": timer, **_arrays("visitors", _VISITOR_KEYS, wanted)}
         )
     else:
-        rows = await session.execute(
-            _OPEN_LISTED,
-            {
-                "timer": timer,
-                "chatflows": _column(wanted, 0),
-                "visitors": _column(wanted, 1),
-                "pairs": wanted,
-            },
-        )
-    for open_, thread, status in rows:
-        found.by_visitor[open_.chatflow_id, open_.visitor_id] = open_
-        threads = found.threads.setdefault(open_.id, [])
-        if thread is not None:
-            threads.append(thread)
-        if status == "pending":
-            found.timer_pending.add(open_.id)
+        rows = await session.execute(_OPEN_LISTED, {"timer": timer, "pairs": json.dumps(wanted)})
+    for row in rows:
+        key = (row.chatflow_id, row.visitor_id)
+        if key not in found.by_visitor:
+            found.by_visitor[key] = _chat(row)
+        threads = found.threads.setdefault(row.id, [])
+        if row.thread_id is not None:
+            threads.append(row.thread_id)
+        if row.timer_status == "pending":
+            found.timer_pending.add(row.id)
     return found
+
+
+async def chats_by_id(session: AsyncSession, ids: Iterable[str]) -> dict[str, Chat]:
+    """Conversations as the visitor message writer answers them, by id."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    return {row.id: _chat(row) for row in await session.execute(_CHATS_BY_ID, {"ids": wanted})}
 
 
 async def threads_of(session: AsyncSession, conversation_id: str) -> list[SlackThread]:
