@@ -89,6 +89,26 @@ async def test_no_email_from_the_visitor_is_still_sent_marked_so(routing: Routin
     await routing.settled(accepted)
 
 
+async def test_a_later_message_gives_the_email_the_visitors_name_and_address(
+    routing_each_db: Routing,
+) -> None:
+    # The widget asks an anonymous visitor for their name and email after the first message.
+    routing = routing_each_db
+    await nobody_available(routing, offline_fallback=FIONA)
+
+    accepted = await routing.starts("Hello?", name=None)
+    response = await routing.visitor_says("It's about 40 seats.", name="Nora", email=NORA_EMAIL)
+    assert response.json()["conversation_id"] == accepted["conversation_id"]
+
+    [sent] = await routing.emails_to(email_of(FIONA))
+    assert sent["Reply-To"] == f"Nora <{NORA_EMAIL}>"
+    assert sent["Subject"] == "Chat from Nora on Sales (no one was available)"
+    text = body_text(sent)
+    assert f"Email:    {NORA_EMAIL}" in text
+    assert text.index("Hello?") < text.index("40 seats")
+    await routing.settled(accepted)
+
+
 async def test_no_fallback_keeps_a_missed_chat(routing: Routing) -> None:
     await nobody_available(routing)
 

@@ -101,22 +101,25 @@ _VISITORS = _unnest("visitors", _VISITOR_KEYS)
 _CONVERSATIONS = Conversation.__table__
 # What the visitor message writer reads of a conversation (`Chat`): plain columns, not an ORM
 # object to load, track and flush (loading 64 conversations with their threads as objects cost
-# three times the statement read as columns).
-_CHAT_COLUMNS = tuple(
-    _CONVERSATIONS.c[name]
-    for name in (
-        "id",
-        "team_id",
-        "chatflow_id",
-        "visitor_id",
-        "token",
-        "routing_outcome",
-        "routing",
-        "offered",
-        "identity_verified",
-        "visitor_name",
-        "visitor_email",
-    )
+# three times the statement read as columns). Of the routing record, only the away message: the
+# rest (its explanation names every rep of the route) is not decoded for every message.
+_CHAT_COLUMNS = (
+    *(
+        _CONVERSATIONS.c[name]
+        for name in (
+            "id",
+            "team_id",
+            "chatflow_id",
+            "visitor_id",
+            "token",
+            "routing_outcome",
+            "offered",
+            "identity_verified",
+            "visitor_name",
+            "visitor_email",
+        )
+    ),
+    _CONVERSATIONS.c.routing["away_message"].as_string().label("away_message"),
 )
 _OPEN_AT = (
     select(*_CHAT_COLUMNS)
@@ -267,7 +270,7 @@ def _chat(row: Row[Any]) -> Chat:
         token=row.token,
         routing_outcome=row.routing_outcome,
         offered=row.offered,
-        away_message=row.routing.get("away_message"),
+        away_message=row.away_message,
         identity_verified=row.identity_verified,
         visitor_name=row.visitor_name,
         visitor_email=row.visitor_email,
