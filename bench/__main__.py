@@ -34,6 +34,7 @@ from bench.stack import (
     fresh_database,
     postgres_available,
     reps,
+    round_robin_app,
 )
 
 DATABASES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
@@ -172,37 +173,25 @@ async def main_stack(kind: str, sizes: Sizes, workdir: Path, results: Results) -
 
 async def ingest_stack(kind: str, sizes: Sizes, workdir: Path, results: Results) -> None:
     """Ingest throughput and latency, on a database of their own (they leave a backlog)."""
-    slack = FakeSlack(workdir, INGEST_REPS)
-    await slack.start()
-    try:
-        async with fresh_database(kind, workdir) as database:
-            flow = await database.chatflow(
-                INGEST_REPS, assignment="round_robin", escalation_seconds=3600
-            )
-            app = App("app-ingest", workdir, app_settings(database, slack, workdir))
-            bare = Bare(workdir)
-            await app.start()
-            await bare.start()
-            try:
-                await database.until_available(INGEST_REPS)
-                outcome: list[figures.Ingest] = []
+    async with round_robin_app(kind, workdir, INGEST_REPS, "app-ingest") as (_, _, flow, app):
+        bare = Bare(workdir)
+        await bare.start()
+        try:
+            outcome: list[figures.Ingest] = []
 
-                async def ingest() -> Cell:
-                    outcome.append(
-                        await figures.ingest(
-                            workdir, sizes, app, bare, flow, postgres=kind == "postgresql"
-                        )
+            async def ingest() -> Cell:
+                outcome.append(
+                    await figures.ingest(
+                        workdir, sizes, app, bare, flow, postgres=kind == "postgresql"
                     )
-                    return outcome[0].ratio
+                )
+                return outcome[0].ratio
 
-                await results.measure("ingest", kind, ingest)
-                if outcome:
-                    results.cells["latency", kind] = outcome[0].latency
-            finally:
-                app.stop()
-                bare.stop()
-    finally:
-        await slack.stop()
+            await results.measure("ingest", kind, ingest)
+            if outcome:
+                results.cells["latency", kind] = outcome[0].latency
+        finally:
+            bare.stop()
     results.skip(("latency",), kind, "not measured: ingest failed")
 
 

@@ -21,16 +21,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.stack import (
-    HOST,
-    App,
-    FakeSlack,
-    app_settings,
-    cpu_seconds,
-    fresh_database,
-    reps,
-    run_load,
-)
+from bench.stack import HOST, cpu_seconds, reps, round_robin_app, run_load
 
 REPS = reps(40, "DLV")
 
@@ -38,39 +29,25 @@ REPS = reps(40, "DLV")
 async def measure(kind: str, load: float, seconds: float) -> tuple[int, int, float]:
     """(messages sent, posts made while measuring, delivery CPU seconds while measuring)."""
     workdir = Path(tempfile.mkdtemp(prefix="slackrouter-delivery-"))
-    slack = FakeSlack(workdir, REPS)
-    await slack.start()
-    try:
-        async with fresh_database(kind, workdir) as database:
-            chatflow = await database.chatflow(
-                REPS, assignment="round_robin", escalation_seconds=3600
-            )
-            app = App("app-delivery", workdir, app_settings(database, slack, workdir))
-            await app.start()
-            try:
-                await database.until_available(REPS)
-                sent = await run_load(
-                    workdir,
-                    {
-                        "kind": "saturate",
-                        "host": HOST,
-                        "port": app.port,
-                        "public_key": chatflow.public_key,
-                        "prefix": f"dlv-{uuid.uuid4().hex[:6]}",
-                        "connections": 64,
-                        "seconds": load,
-                        "warm_up": 0.0,
-                    },
-                )
-                [delivery] = app.pids[1:]
-                posts, cpu = len(await slack.posts()), cpu_seconds(delivery)
-                await asyncio.sleep(seconds)
-                posts, cpu = len(await slack.posts()) - posts, cpu_seconds(delivery) - cpu
-                return int(sent["sent"]), posts, cpu
-            finally:
-                app.stop()
-    finally:
-        await slack.stop()
+    async with round_robin_app(kind, workdir, REPS, "app-delivery") as (slack, _, chatflow, app):
+        sent = await run_load(
+            workdir,
+            {
+                "kind": "saturate",
+                "host": HOST,
+                "port": app.port,
+                "public_key": chatflow.public_key,
+                "prefix": f"dlv-{uuid.uuid4().hex[:6]}",
+                "connections": 64,
+                "seconds": load,
+                "warm_up": 0.0,
+            },
+        )
+        [delivery] = app.pids[1:]
+        posts, cpu = len(await slack.posts()), cpu_seconds(delivery)
+        await asyncio.sleep(seconds)
+        posts, cpu = len(await slack.posts()) - posts, cpu_seconds(delivery) - cpu
+        return int(sent["sent"]), posts, cpu
 
 
 def main() -> None:

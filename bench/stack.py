@@ -368,3 +368,27 @@ async def fresh_database(kind: str, workdir: Path) -> AsyncIterator[Database]:
         Database, kind, workdir, server_url=POSTGRES_URL, prefix="slackrouter_bench_"
     ) as database:
         yield database
+
+
+@contextlib.asynccontextmanager
+async def round_robin_app(
+    kind: str, workdir: Path, members: Sequence[str], name: str
+) -> AsyncIterator[tuple[FakeSlack, Database, Chatflow, App]]:
+    """The fake Slack with `members`, a fresh database with one round-robin chatflow over them,
+    and the app started on both, once it sees every member active; all stopped at the end."""
+    slack = FakeSlack(workdir, members)
+    await slack.start()
+    try:
+        async with fresh_database(kind, workdir) as database:
+            chatflow = await database.chatflow(
+                members, assignment="round_robin", escalation_seconds=3600
+            )
+            app = App(name, workdir, app_settings(database, slack, workdir))
+            await app.start()
+            try:
+                await database.until_available(members)
+                yield slack, database, chatflow, app
+            finally:
+                app.stop()
+    finally:
+        await slack.stop()
