@@ -233,7 +233,8 @@ class _Batch:
 
     now: datetime
     routing: RoutingCache = field(default_factory=RoutingCache)
-    started: list[tuple[dict[str, object], repo.Chat]] = field(default_factory=list)
+    # conversations started, by id: their rows' values, and the chats they are answered as
+    started: dict[str, tuple[dict[str, object], repo.Chat]] = field(default_factory=dict)
     named: dict[str, repo.Chat] = field(default_factory=dict)  # earlier chats given a name
     stored: list[_NewMessage] = field(default_factory=list)
     threads: list[_NewThread] = field(default_factory=list)
@@ -496,7 +497,7 @@ class VisitorMessages:
             "missed": decision.missed,
             "created_at": now,
         }
-        work.started.append((row, conversation))
+        work.started[conversation.id] = (row, conversation)
         bind_log_context(team=chatflow.team_id, conversation=conversation.id)
         chat_started(decision.outcome.value)
         stored.conversation_id = conversation.id
@@ -548,7 +549,7 @@ class VisitorMessages:
         email = conversation.visitor_email or message.email
         if (name, email) != (conversation.visitor_name, conversation.visitor_email):
             conversation.visitor_name, conversation.visitor_email = name, email
-            if not any(chat is conversation for _, chat in work.started):
+            if conversation.id not in work.started:
                 work.named[conversation.id] = conversation
         stored.conversation_id = conversation.id
         work.stored.append(stored)
@@ -656,7 +657,7 @@ async def _insert_rows(session: AsyncSession, work: _Batch) -> None:
             insert(Conversation.__table__),
             [
                 {**row, "visitor_name": chat.visitor_name, "visitor_email": chat.visitor_email}
-                for row, chat in work.started
+                for row, chat in work.started.values()
             ],
         )
     if work.named:
