@@ -193,3 +193,30 @@ async def test_a_writer_that_waits_too_long_fails_and_leaves_the_gate_working(
         assert await reps(sessions) == 3  # U0OTHERPROCESS, U0AFTER and U0AGAIN
     finally:
         await impatient.dispose()
+
+
+async def test_a_writer_waiting_at_the_gate_leaves_the_process_serving(
+    database_file: Path,
+) -> None:
+    """SQLite is used from the event loop's thread (adapters/db/inline_sqlite.py): a writer
+    that met SQLite's lock there would stop the whole process until it was given. It waits at
+    the gate instead, and the process's other requests go on: a read answers meanwhile."""
+    engine = create_engine(f"sqlite+aiosqlite:///{database_file}")
+    sessions = session_factory(engine)
+
+    async def write() -> None:
+        async with sessions() as session, session.begin():
+            session.add(Rep(team_id=TEAM, user_id="U0THISPROCESS"))
+
+    try:
+        async with writing_elsewhere(database_file, 2.0) as holder:
+            writer = asyncio.create_task(write())
+            await asyncio.sleep(0.05)  # the writer is at the gate
+            seen = await asyncio.wait_for(reps(sessions), HANG_GUARD)
+            assert not writer.done()  # still waiting for the other process
+            assert seen == 0  # the other process has not committed
+            await asyncio.wait_for(writer, HANG_GUARD)
+            assert await asyncio.wait_for(holder.wait(), HANG_GUARD) == 0
+        assert await reps(sessions) == 2
+    finally:
+        await engine.dispose()

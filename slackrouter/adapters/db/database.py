@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from sqlalchemy.util import await_
 
+from slackrouter.adapters.db import inline_sqlite
 from slackrouter.config import sqlite_path
 
 # Every connection a process opens is kept, up to this many (the default pool's most: 5 kept and
@@ -30,14 +32,17 @@ _CHECKED_IN = "slackrouter_checked_in"
 
 
 def create_engine(database_url: str, *, schema: str | None = None) -> AsyncEngine:
-    """An async engine; SQLite gets WAL and a busy timeout, PostgreSQL an optional schema."""
+    """An async engine; SQLite gets WAL and a busy timeout, and a file is used from the event
+    loop's thread (`inline_sqlite`); PostgreSQL an optional schema."""
     kwargs: dict[str, Any] = {}
     if database_url.startswith("sqlite"):
         path = sqlite_path(database_url)
-        kwargs["connect_args"] = {"timeout": 30}
         if path is not None:  # a file; an in-memory database keeps its one connection
             path.parent.mkdir(parents=True, exist_ok=True)
             kwargs.update(pool_size=POOL_CONNECTIONS, max_overflow=0)
+            kwargs["async_creator"] = partial(inline_sqlite.connect, str(path), busy_seconds=30)
+        else:
+            kwargs["connect_args"] = {"timeout": 30}
     elif schema:
         kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
     if database_url.startswith("postgresql"):
