@@ -6,12 +6,13 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from slackrouter.adapters.db.models import Rep
+from slackrouter.adapters.db.repository import RepRow
 from slackrouter.routing import Presence, RepState
 
 _PRESENCES = frozenset(p.value for p in Presence)
 
 
-def rep_state(rep: Rep, *, now: datetime, max_age: timedelta) -> RepState:
+def rep_state(rep: Rep | RepRow, *, now: datetime, max_age: timedelta) -> RepState:
     """A rep's state for routing; presence older than `max_age` counts as unknown (unavailable)."""
     fresh = rep.presence_checked_at is not None and now - rep.presence_checked_at <= max_age
     known = fresh and rep.presence in _PRESENCES
@@ -28,7 +29,7 @@ def rep_state(rep: Rep, *, now: datetime, max_age: timedelta) -> RepState:
     )
 
 
-def describe(reps: Iterable[Rep], *, now: datetime) -> str:
+def describe(reps: Iterable[Rep | RepRow], *, now: datetime) -> str:
     """For the log: which cached values a decision used, and how old they were."""
     parts = []
     for rep in reps:

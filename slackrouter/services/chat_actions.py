@@ -238,7 +238,7 @@ class ChatActions:
                 "explanation": f"transferred by {actor}: {routed.explanation}",
                 "transferred_by": user_id,
             }
-            routed.mark_assigned(notify, now)
+            await routed.assign(session, notify, now)
             await followups.cancel(
                 session, conversation.id, followups.ESCALATION, followups.OFFLINE_EMAIL
             )

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slackrouter.adapters.db import repository as repo
-from slackrouter.adapters.db.models import Chatflow, Rep
+from slackrouter.adapters.db.models import Chatflow
 from slackrouter.adapters.db.models import Contact as ContactRow
 from slackrouter.routing import (
     AssignmentMode,
@@ -50,15 +50,15 @@ def away_text(chatflow: Chatflow, decision: Decision, *, now: datetime) -> str:
 
 @dataclass
 class RoutingCache:
-    """What routing reads, kept for the chats routed in one transaction: the reps (their
-    objects, so that each round-robin stamp is seen by the next chat), the route teams'
-    members, the contacts of the visitors looked up beforehand, and what the reps' objects
-    give each chat: their states as routing sees them at `states_at` (made again for a rep
-    round robin has stamped), their names, and each team's latest stamp. A busy site routes
-    dozens of chats a batch over the same reps: made once, not read from each rep's object
-    for every chat."""
+    """What routing reads, kept for the chats routed in one transaction: the reps (so that
+    each round-robin stamp is seen by the next chat), the route teams' members, the contacts
+    of the visitors looked up beforehand, and what the reps give each chat: their states as
+    routing sees them at `states_at` (made again for a rep round robin has stamped), their
+    names, and each team's latest stamp. A busy site routes dozens of chats a batch over the
+    same reps: made once, not for every chat. `stamped` holds the stamps given and not yet
+    written (`write_stamps`)."""
 
-    reps: dict[tuple[str, str], Rep] = field(default_factory=dict)
+    reps: dict[tuple[str, str], repo.RepRow] = field(default_factory=dict)
     members: dict[tuple[str, tuple[str, ...]], dict[str, tuple[str, ...]]] = field(
         default_factory=dict
     )
@@ -67,8 +67,9 @@ class RoutingCache:
     states_at: datetime | None = None
     names: dict[str, dict[str, str]] = field(default_factory=dict)
     latest: dict[str, datetime] = field(default_factory=dict)
+    stamped: dict[tuple[str, str], datetime] = field(default_factory=dict)
 
-    def add(self, rep: Rep) -> None:
+    def add(self, rep: repo.RepRow) -> None:
         self.reps[rep.team_id, rep.user_id] = rep
         if rep.name:
             self.names.setdefault(rep.team_id, {})[rep.user_id] = rep.name
@@ -76,7 +77,7 @@ class RoutingCache:
         if rep.last_assigned_at is not None and (latest is None or rep.last_assigned_at > latest):
             self.latest[rep.team_id] = rep.last_assigned_at
 
-    def assigned(self, team_id: str, reps: Iterable[Rep], now: datetime) -> None:
+    def assigned(self, team_id: str, reps: Iterable[repo.RepRow], now: datetime) -> None:
         """Stamp `reps` as given a chat now.
 
         The stamps only ever grow: a request that read the clock before it waited for the
@@ -85,15 +86,20 @@ class RoutingCache:
         latest = self.latest.get(team_id)
         stamp = now if latest is None or now > latest else latest + timedelta(microseconds=1)
         for rep in reps:
-            rep.last_assigned_at = stamp
+            rep.last_assigned_at = self.stamped[team_id, rep.user_id] = stamp
             self.states.pop((team_id, rep.user_id), None)
             self.latest[team_id] = stamp
+
+    async def write_stamps(self, session: AsyncSession) -> None:
+        """Write the stamps given since the last write, in one statement."""
+        await repo.stamp_reps(session, self.stamped)
+        self.stamped.clear()
 
 
 @dataclass(frozen=True)
 class Routed:
     decision: Decision
-    reps: dict[str, Rep]
+    reps: dict[str, repo.RepRow]
     contact: ContactRow | None
     away_message: str | None
     cache: RoutingCache
@@ -104,9 +110,15 @@ class Routed:
         return self.decision.explain(self.cache.names.get(self.team_id))
 
     def mark_assigned(self, notify: tuple[str, ...], now: datetime) -> None:
-        """Round robin's memory: who got a chat last, so the next goes to someone else."""
+        """Round robin's memory: who got a chat last, so the next goes to someone else. Kept
+        in the cache until `RoutingCache.write_stamps` (or `assign`) writes it."""
         reps = [self.reps[user_id] for user_id in notify if user_id in self.reps]
         self.cache.assigned(self.team_id, reps, now)
+
+    async def assign(self, session: AsyncSession, notify: tuple[str, ...], now: datetime) -> None:
+        """`mark_assigned`, written at once."""
+        self.mark_assigned(notify, now)
+        await self.cache.write_stamps(session)
 
 
 class Router:
@@ -127,7 +139,7 @@ class Router:
         cache.contacts.update(((team_id, v), contact) for v, contact in found.items())
 
     def _states(
-        self, cache: RoutingCache, team_id: str, reps: dict[str, Rep], now: datetime
+        self, cache: RoutingCache, team_id: str, reps: dict[str, repo.RepRow], now: datetime
     ) -> dict[str, RepState]:
         """The reps' availability snapshot, each rep's state made once per batch."""
         if cache.states_at != now:
@@ -176,7 +188,7 @@ class Router:
             user_ids.add(contact.owner_user_id)
         missing = [user_id for user_id in user_ids if (team_id, user_id) not in cache.reps]
         if missing:
-            for rep in (await repo.reps_by_id(session, team_id, missing)).values():
+            for rep in (await repo.rep_rows_by_id(session, team_id, missing)).values():
                 cache.add(rep)
         reps = {u: cache.reps[team_id, u] for u in user_ids if (team_id, u) in cache.reps}
         request = RoutingRequest(

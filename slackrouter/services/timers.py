@@ -139,7 +139,7 @@ class TimerWorker:
         )
         if decision.outcome is Outcome.ROUTED and first is not None:
             conversation.offered = [*conversation.offered, *decision.notify]
-            routed.mark_assigned(decision.notify, now)
+            await routed.assign(session, decision.notify, now)
             if chatflow.channel_id:
                 await self._ask_in_channel(session, conversation, first, decision.notify, now)
             else:

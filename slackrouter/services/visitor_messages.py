@@ -35,7 +35,6 @@ from slackrouter.adapters.db.models import (
     FeedItem,
     Message,
     OutboxItem,
-    Rep,
     SlackThread,
     Timer,
 )
@@ -90,7 +89,7 @@ class VisitorMessageResult:
     duplicate: bool
 
 
-def agent(rep: Rep) -> Agent:
+def agent(rep: repo.RepRow) -> Agent:
     return Agent(user_id=rep.user_id, name=rep.name or "A teammate", avatar_url=rep.avatar_url)
 
 
@@ -397,7 +396,7 @@ class VisitorMessages:
                     else:
                         self._continue(conversation, request.message, stored, threads, work)
                         work.answers.append(_Planned(conversation, stored, False))
-            await session.flush()  # what routing changed (the reps' round-robin stamps)
+            await work.routing.write_stamps(session)
             await _insert_rows(session, work)
             await self._postpone_emails(session, work)
             agents = await self._offered_agents(session, work)
@@ -594,7 +593,7 @@ class VisitorMessages:
                 else:
                     wanted.setdefault(conversation.team_id, set()).add(user_id)
         for team_id, user_ids in wanted.items():
-            for rep in (await repo.reps_by_id(session, team_id, user_ids)).values():
+            for rep in (await repo.rep_rows_by_id(session, team_id, user_ids)).values():
                 agents[team_id, rep.user_id] = found = agent(rep)
                 self._agents[team_id, rep.user_id] = (now, found)
         return agents

@@ -63,6 +63,19 @@ async def test_round_robin_stays_fair_under_concurrent_chats(routing_each_db: Ro
     await eventually(lambda: routing.dm_parents() == {ALICE: 4, BOB: 4, CAROL: 4})
 
 
+async def test_a_chat_escalated_to_a_rep_counts_as_their_turn(routing_each_db: Routing) -> None:
+    """Alice does not answer her chat in time and it is offered to Bob, next in line: that was
+    his turn, so the next new chat goes to Carol."""
+    routing = routing_each_db
+    await routing.configure(
+        route_users=[ALICE, BOB, CAROL], assignment="round_robin", escalation_seconds=3
+    )
+
+    assert await assigned(routing, "v1") == "Alice"
+    await routing.parent_in(f"D{BOB}")  # escalated (and due to move on to Carol 3 s later)
+    assert await assigned(routing, "v2") == "Carol"
+
+
 async def test_round_robin_greeting_shows_the_rep_next_in_line(routing: Routing) -> None:
     await routing.configure(route_users=[ALICE, BOB], assignment="round_robin")
 
