@@ -49,6 +49,18 @@ from slackrouter.services.visitor_messages import UnknownChatflow, VisitorMessag
 SLACK_MAX_BODY_BYTES = 1_048_576
 T = TypeVar("T")
 
+TIMESTAMP_HEADER = "X-Slackrouter-Timestamp"
+SIGNATURE_HEADER = "X-Slackrouter-Signature"
+_SIGNATURE_HEADERS = [
+    {
+        "name": name.lower(),
+        "in": "header",
+        "required": False,
+        "schema": {"anyOf": [{"type": "string"}, {"type": "null"}], "title": name},
+    }
+    for name in (TIMESTAMP_HEADER, SIGNATURE_HEADER)
+]
+
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in (400, 401, 404, 413, 422, 429)
 }
@@ -147,14 +159,14 @@ def create_api(runtime: Runtime) -> FastAPI:
             "unverified); from the site's backend, signed with `X-Slackrouter-Timestamp` and "
             "`X-Slackrouter-Signature: v1=HMAC-SHA256(secret, 'v1:{timestamp}:{body}')`."
         ),
+        openapi_extra={"parameters": _SIGNATURE_HEADERS},
     )
-    async def post_message(
-        public_key: str,
-        message: MessageIn,
-        request: Request,
-        x_slackrouter_timestamp: Annotated[str | None, Header()] = None,
-        x_slackrouter_signature: Annotated[str | None, Header()] = None,
-    ) -> Any:
+    async def post_message(public_key: str, message: MessageIn, request: Request) -> Any:
+        # The signature headers are read here rather than declared as parameters: FastAPI
+        # works out each declared parameter anew for every request, which cost the busiest
+        # endpoint about a tenth of its HTTP work (the OpenAPI document describes them still).
+        x_slackrouter_timestamp = request.headers.get(TIMESTAMP_HEADER)
+        x_slackrouter_signature = request.headers.get(SIGNATURE_HEADER)
         signed = x_slackrouter_timestamp is not None or x_slackrouter_signature is not None
         client_ip = request.client.host if request.client else "unknown"
         wait = per_ip.hit(client_ip) if not signed else 0.0
