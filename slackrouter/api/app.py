@@ -37,6 +37,7 @@ from slackrouter.api.schemas import (
     MessageIn,
     WidgetOut,
 )
+from slackrouter.api.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from slackrouter.api.streams import FeedStream, StreamHandoff
 from slackrouter.api.widget import widget_router
 from slackrouter.bootstrap import Runtime
@@ -49,8 +50,6 @@ from slackrouter.services.visitor_messages import UnknownChatflow, VisitorMessag
 SLACK_MAX_BODY_BYTES = 1_048_576
 T = TypeVar("T")
 
-TIMESTAMP_HEADER = "X-Slackrouter-Timestamp"
-SIGNATURE_HEADER = "X-Slackrouter-Signature"
 _SIGNATURE_HEADERS = [
     {
         "name": name.lower(),
