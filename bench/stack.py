@@ -172,8 +172,8 @@ class FakeSlack:
 
 
 class App:
-    """One `slackrouter run` process, answering once started, and the delivery process it
-    starts: its CPU and memory are the two's."""
+    """One `slackrouter run` process, answering once started, and the worker process it starts:
+    its CPU and memory are the two's."""
 
     def __init__(self, name: str, workdir: Path, settings: dict[str, str]) -> None:
         self.process = AppProcess(name, workdir, settings)
@@ -186,9 +186,18 @@ class App:
 
     @property
     def pids(self) -> list[int]:
-        """The web process and its children (the delivery process)."""
+        """The web process and its children."""
         children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
         return [self.pid, *map(int, children)]
+
+    def children(self, command: str) -> list[int]:
+        """The children running `slackrouter <command>` (`work`)."""
+        found = []
+        for pid in self.pids[1:]:
+            with contextlib.suppress(OSError):
+                if command.encode() in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
+                    found.append(pid)
+        return found
 
     def cpu_seconds(self) -> float:
         return sum(cpu_seconds(pid) for pid in self.pids)

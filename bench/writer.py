@@ -3,7 +3,7 @@
     python -m bench.writer [--database sqlite|postgresql] [--batch 8] [--batches 150]
 
 It stores batches of `--batch` messages straight through the app's `VisitorMessages` (no HTTP,
-no delivery: `DELIVERY_PROCESS=inline`, nothing delivered), first each from a new visitor (every
+no delivery: `WORKER_PROCESS=inline`, nothing delivered), first each from a new visitor (every
 message starts and routes a chat, round robin over 40 reps seen active), then a later message
 of each of those visitors, and prints the wall and CPU time per batch of each kind. The ingest
 figure of `python -m bench` is the whole app under load; this is the writer's share of it,
@@ -75,7 +75,7 @@ async def measure(kind: str, batch: int, batches: int) -> dict[str, tuple[float,
                 "SLACK_BOT_TOKEN": "xoxb-unused",
                 "SLACK_SIGNING_SECRET": "unused",
                 "SLACK_API_URL": "http://127.0.0.1:9/api/",  # nothing calls Slack here
-                "DELIVERY_PROCESS": "inline",
+                "WORKER_PROCESS": "inline",
                 "PRESENCE_MAX_AGE": "3600",
             }
         )

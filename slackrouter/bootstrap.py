@@ -19,7 +19,6 @@ from slackrouter.adapters.slack.connection import connect_slack
 from slackrouter.adapters.slack.gateway import SlackGateway
 from slackrouter.clock import Clock, utcnow
 from slackrouter.config import Settings
-from slackrouter.delivery_process import DeliveryProcess, delivery_worker
 from slackrouter.handlers import installs, register_listeners
 from slackrouter.handlers.surfaces import Surfaces
 from slackrouter.services.admins import Admins
@@ -38,6 +37,7 @@ from slackrouter.services.router import Router
 from slackrouter.services.timers import TimerWorker
 from slackrouter.services.visitor_messages import VisitorMessages
 from slackrouter.services.workspaces import Workspaces
+from slackrouter.worker_process import WorkerProcess, delivery_worker
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class Runtime:
     client: AsyncWebClient
     slack: SlackGateway
     notifier: FeedNotifier
-    visitor_messages: VisitorMessages
+    visitor_messages: VisitorMessages | WorkerProcess
     replies: Replies
     reader: ConversationReader
     delivery: DeliveryWorker
@@ -69,7 +69,7 @@ class Runtime:
     scheduler: AsyncIOScheduler
     home: HomeTabs
     db_schema: str | None = None
-    delivery_process: DeliveryProcess | None = None  # delivers the outbox in its stead
+    worker_process: WorkerProcess | None = None  # writes and delivers in their stead (build)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _bridge: PostgresFeedBridge | None = None
 
@@ -82,8 +82,8 @@ class Runtime:
             dsn = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
             self._bridge = PostgresFeedBridge(dsn, self.notifier, schema=self.db_schema)
             await self._bridge.start()
-        if self.delivery_process is not None:
-            await self.delivery_process.start()
+        if self.worker_process is not None:
+            await self.worker_process.start()
         else:
             self._tasks.append(
                 asyncio.create_task(self.delivery.run_forever(self.settings.delivery_poll_interval))
@@ -143,8 +143,8 @@ class Runtime:
         self._tasks.clear()
         if self._bridge is not None:
             await self._bridge.stop()
-        if self.delivery_process is not None:
-            await self.delivery_process.stop()
+        if self.worker_process is not None:
+            await self.worker_process.stop()
         await self.slack.aclose()
         await self.engine.dispose()
 
@@ -154,24 +154,31 @@ def build(
     *,
     clock: Clock = utcnow,
     db_schema: str | None = None,
-    delivery_process: DeliveryProcess | None = None,
+    worker_process: bool = False,
 ) -> Runtime:
     """Build the app from settings; nothing connects until it is used or started. With a
-    `delivery_process`, the outbox is delivered there, woken by this process's new rows."""
+    `worker_process`, visitor messages are written and the outbox delivered by `slackrouter
+    work` (worker_process.py), which this process starts and hands each message to."""
     engine = create_engine(settings.database_url, schema=db_schema)
     sessions = session_factory(engine)
     connection = connect_slack(settings, engine)  # one bot token, or OAuth for many workspaces
     client, slack = connection.client, connection.gateway
     notifier = FeedNotifier()
     mailer = create_mailer(settings)
-    delivery = delivery_worker(
-        settings, sessions, slack, mailer, clock=clock, busy=lambda: visitor_messages.busy()
+    delivery = delivery_worker(  # run here unless a worker process delivers
+        settings,
+        sessions,
+        slack,
+        mailer,
+        clock=clock,
+        busy=lambda: isinstance(visitor_messages, VisitorMessages) and visitor_messages.busy(),
     )
-    wake = delivery.wake if delivery_process is None else delivery_process.wake
+    worker = WorkerProcess(notifier) if worker_process else None
+    wake = delivery.wake if worker is None else worker.wake
     directory = Directory(sessions, slack, clock=clock)
     contacts = Contacts(sessions, slack, clock=clock)
     router = Router(directory, contacts, max_age=settings.presence_max_age)
-    visitor_messages = VisitorMessages(
+    visitor_messages = worker or VisitorMessages(
         sessions,
         notifier,
         router,
@@ -253,7 +260,7 @@ def build(
         ),
         mailer=mailer,
         db_schema=db_schema,
-        delivery_process=delivery_process,
+        worker_process=worker,
         bolt=bolt,
         scheduler=AsyncIOScheduler(timezone="UTC"),
         home=home,

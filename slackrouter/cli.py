@@ -50,19 +50,18 @@ async def _serve(settings: Settings) -> None:
     from slackrouter.api.app import create_api
     from slackrouter.api.server import AppServer
     from slackrouter.bootstrap import build
-    from slackrouter.delivery_process import DeliveryProcess
 
-    separate = settings.delivery_process == "separate"
+    separate = settings.worker_process == "separate"
     if (
         separate
         and settings.database_url.startswith("sqlite")
         and not sqlite_path(settings.database_url)
     ):
         raise SettingsError(
-            "DELIVERY_PROCESS: an in-memory SQLite database is not shared between processes; "
-            "set DELIVERY_PROCESS=inline or use a database file"
+            "WORKER_PROCESS: an in-memory SQLite database is not shared between processes; "
+            "set WORKER_PROCESS=inline or use a database file"
         )
-    runtime = build(settings, delivery_process=DeliveryProcess() if separate else None)
+    runtime = build(settings, worker_process=separate)
     if settings.database_url.startswith("sqlite"):
         await runtime.migrate()
     elif pending := await pending_revisions(runtime.engine):
@@ -257,7 +256,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="serve the app with the Slack settings from .env")
     commands.add_parser(
-        "deliver", help="deliver the outbox only (`run` starts this itself; see DELIVERY_PROCESS)"
+        "work",
+        help="write visitor messages and deliver the outbox (`run` starts this itself; see "
+        "WORKER_PROCESS)",
     )
     demo = commands.add_parser("demo", help="run everything locally with a sandbox Slack")
     demo.add_argument("--port", type=int, default=8000, help="the app's port (default 8000)")
@@ -307,11 +308,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             settings.require_slack()
             asyncio.run(_serve(settings))
-        elif args.command == "deliver":
-            from slackrouter.delivery_process import serve_delivery
+        elif args.command == "work":
+            from slackrouter.worker_process import serve_worker
 
             settings.require_slack()
-            asyncio.run(serve_delivery(settings))
+            asyncio.run(serve_worker(settings))
         elif args.command == "demo":
             from slackrouter.sandbox.demo import run_demo
 

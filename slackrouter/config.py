@@ -40,7 +40,7 @@ class Settings:
     presence_calls_per_minute: int = 50
     delivery_poll_interval: float = 2.0
     delivery_max_attempts: int = 12
-    delivery_process: str = "separate"  # `run`: deliver in a process of its own, or "inline"
+    worker_process: str = "separate"  # `run`: write and deliver in a process of its own
     max_body_bytes: int = 16_384
     max_wait_seconds: int = 30
     smtp_host: str | None = None
@@ -116,8 +116,8 @@ def _encryption_key(raw: str | None) -> str | None:
         except (ValueError, TypeError):
             raise SettingsError(
                 "SLACK_TOKEN_ENCRYPTION_KEY: expected Fernet keys (32 url-safe base64 bytes), "
-                "comma-separated; make one with `python -c \"from cryptography.fernet import "
-                "Fernet; print(Fernet.generate_key().decode())\"`"
+                'comma-separated; make one with `python -c "from cryptography.fernet import '
+                'Fernet; print(Fernet.generate_key().decode())"`'
             ) from None
     return raw
 
@@ -182,11 +182,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raise SettingsError(
                 f"SLACKROUTER_ADMINS: expected Slack user ids (U… or W…), got {user_id!r}"
             )
-    delivery_process = (text("DELIVERY_PROCESS") or "separate").lower()
-    if delivery_process not in {"separate", "inline"}:
-        raise SettingsError(
-            f"DELIVERY_PROCESS: expected separate or inline, got {delivery_process!r}"
-        )
+    worker_process = (text("WORKER_PROCESS") or "separate").lower()
+    if worker_process not in {"separate", "inline"}:
+        raise SettingsError(f"WORKER_PROCESS: expected separate or inline, got {worker_process!r}")
     mail_from = text("MAIL_FROM") or Settings.mail_from
     try:
         configured_address(mail_from, "MAIL_FROM")
@@ -209,7 +207,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         presence_calls_per_minute=num("PRESENCE_CALLS_PER_MINUTE", int, 50, 1, 1000),
         delivery_poll_interval=num("DELIVERY_POLL_INTERVAL", float, 2.0, 0.05, 60),
         delivery_max_attempts=num("DELIVERY_MAX_ATTEMPTS", int, 12, 1, 100),
-        delivery_process=delivery_process,
+        worker_process=worker_process,
         max_body_bytes=num("MAX_BODY_BYTES", int, 16_384, 1024, 1_048_576),
         max_wait_seconds=num("MAX_WAIT_SECONDS", int, 30, 1, 300),
         smtp_host=text("SMTP_HOST"),

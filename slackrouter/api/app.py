@@ -45,6 +45,7 @@ from slackrouter.clock import utcnow
 from slackrouter.services.conversations import ConversationNotFound, FeedPage
 from slackrouter.services.greeting import greet
 from slackrouter.services.visitor_messages import UnknownChatflow, VisitorMessageIn
+from slackrouter.worker_process import WorkerUnavailable
 
 # Slack's interaction payloads carry the whole view or message clicked in (up to 100 blocks).
 SLACK_MAX_BODY_BYTES = 1_048_576
@@ -151,7 +152,11 @@ def create_api(runtime: Runtime) -> FastAPI:
         "/v1/chatflows/{public_key}/messages",
         response_model=MessageAccepted,
         status_code=201,
-        responses={200: {"model": MessageAccepted, "description": "Seen before"}, **ERRORS},
+        responses={
+            200: {"model": MessageAccepted, "description": "Seen before"},
+            **ERRORS,
+            503: {"model": ErrorOut, "description": "Not answered in time: send it again"},
+        },
         summary="Post a visitor's message",
         description=(
             "From a browser, with the chatflow's public key alone (name and email are then "
@@ -193,6 +198,13 @@ def create_api(runtime: Runtime) -> FastAPI:
             )
         except UnknownChatflow:
             raise unknown_chatflow() from None
+        except WorkerUnavailable:
+            raise ApiError(
+                503,
+                "unavailable",
+                "the message was not answered in time; send it again (it is stored once)",
+                headers={"Retry-After": "1"},
+            ) from None
         body = MessageAccepted(
             conversation_id=result.conversation_id,
             conversation_token=result.conversation_token,

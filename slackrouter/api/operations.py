@@ -62,7 +62,7 @@ def operations_router(runtime: Runtime) -> APIRouter:
                 .group_by(OutboxItem.kind)
             )
             depth = {str(kind): int(count) for kind, count in rows}
-        process = runtime.delivery_process
+        process = runtime.worker_process
         others = [process.metrics] if process is not None and process.metrics else []
         return Response(render_metrics(depth, others), media_type=CONTENT_TYPE_LATEST)
 

@@ -61,6 +61,7 @@ _SETTINGS_PREFIXES = (
     "LOG_LEVEL",
     "PRESENCE_",
     "DELIVERY_",
+    "WORKER_",
     "MAX_",
     "SMTP_",
     "MAIL_FROM",

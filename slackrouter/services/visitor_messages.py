@@ -277,11 +277,19 @@ class VisitorMessages:
         self, *, public_key: str, message: VisitorMessageIn, identity_verified: bool
     ) -> VisitorMessageResult:
         """Store the message (once per client message id) and queue its delivery."""
+        return await self.submit(
+            public_key=public_key, message=message, identity_verified=identity_verified
+        )
+
+    def submit(
+        self, *, public_key: str, message: VisitorMessageIn, identity_verified: bool
+    ) -> asyncio.Future[VisitorMessageResult]:
+        """`receive`, without a task of its own: the future holds the answer."""
         answer: asyncio.Future[VisitorMessageResult] = asyncio.get_running_loop().create_future()
         self._queue.append(_Request(public_key, message, identity_verified, answer))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_queued())
-        return await answer
+        return answer
 
     async def _write_queued(self) -> None:
         """One writer per process: SQLite has one writer anyway, and round robin must see

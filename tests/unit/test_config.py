@@ -14,7 +14,7 @@ def test_defaults_need_nothing() -> None:
     assert settings.port == 8000
     assert settings.public_url == "http://127.0.0.1:8000"
     assert not settings.socket_mode
-    assert settings.delivery_process == "separate"
+    assert settings.worker_process == "separate"
 
 
 def test_plain_database_urls_get_the_asyncio_driver() -> None:
@@ -40,7 +40,7 @@ def test_slack_api_url_gets_a_trailing_slash() -> None:
         ({"SLACK_API_URL": "slack.com"}, "SLACK_API_URL: expected an http(s) URL"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL: expected DEBUG"),
         ({"PRESENCE_MAX_AGE": "-1"}, "PRESENCE_MAX_AGE: expected a number from 5 to 3600"),
-        ({"DELIVERY_PROCESS": "both"}, "DELIVERY_PROCESS: expected separate or inline"),
+        ({"WORKER_PROCESS": "both"}, "WORKER_PROCESS: expected separate or inline"),
     ],
 )
 def test_a_bad_setting_is_named_in_one_line(env: dict[str, str], names: str) -> None:
