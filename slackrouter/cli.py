@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from dotenv import load_dotenv
 
 from slackrouter.config import Settings, SettingsError, load_settings, sqlite_path
+from slackrouter.gc_tuning import collect_less_often
 
 if TYPE_CHECKING:
     from slackrouter.bootstrap import Runtime
@@ -307,11 +308,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         _configure_logging(settings.log_level)
         if args.command == "run":
             settings.require_slack()
+            collect_less_often()
             asyncio.run(_serve(settings))
         elif args.command == "work":
             from slackrouter.worker_process import serve_worker
 
             settings.require_slack()
+            collect_less_often()
             asyncio.run(serve_worker(settings))
         elif args.command == "demo":
             from slackrouter.sandbox.demo import run_demo
