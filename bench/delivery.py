@@ -1,13 +1,13 @@
-"""The delivery process alone, draining a backlog: what a Slack post costs it.
+"""Delivery alone, draining a backlog: what a Slack post costs the worker process.
 
     python -m bench.delivery [--database sqlite|postgresql] [--load 5] [--seconds 15]
 
-It starts the fake Slack and the app (`slackrouter run` and its delivery process) as the ingest
+It starts the fake Slack and the app (`slackrouter run` and its worker process) as the ingest
 figure does, sends visitor messages for `--load` seconds as fast as the app takes them (a
 quarter of them new chats, round robin over 40 reps), then, with nothing else sent, counts the
-posts the fake Slack receives and the delivery process's CPU for `--seconds`. Slack takes about
+posts the fake Slack receives and the worker process's CPU for `--seconds`. Slack takes about
 one post a second in each rep's DM, so the process posts about 40 a second whatever it costs;
-during the ingest figure that cost is taken from the machine the web process needs. Steadier
+during the ingest figure that cost is taken from the core the batch writer needs. Steadier
 than the ingest figure: run it on two versions, alternately, to see whether a change to
 delivery pays.
 """

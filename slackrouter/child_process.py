@@ -109,6 +109,8 @@ class ChildProcess:
                 return
             log.error("%s process exited code=%s; starting it again", self._command, code)
             await asyncio.sleep(RESTART_AFTER)
+            if self._stopping:
+                return
             await self._spawn()
 
 

@@ -244,10 +244,15 @@ async def serve_worker(settings: Settings) -> None:
             if text == _WAKE[:-1]:
                 delivery.wake()
                 continue
-            request = json.loads(text)
+            try:
+                request = json.loads(text)
+                message = VisitorMessageIn(**request["message"])
+            except (ValueError, KeyError, TypeError):  # not from this version's web process
+                log.exception("unreadable request from the web process")
+                continue
             future = writer.submit(
                 public_key=request["public_key"],
-                message=VisitorMessageIn(**request["message"]),
+                message=message,
                 identity_verified=bool(request["verified"]),
             )
             unanswered.add(future)

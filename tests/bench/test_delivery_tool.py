@@ -1,4 +1,4 @@
-"""`python -m bench.delivery` lets the app's delivery process drain a backlog and prints what a
+"""`python -m bench.delivery` lets the app's worker process drain a backlog and prints what a
 Slack post costs it (the figures are printed, never judged)."""
 
 from __future__ import annotations

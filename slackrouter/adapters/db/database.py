@@ -85,7 +85,7 @@ _READS = ("SELECT", "PRAGMA", "EXPLAIN")
 class WriteGate:
     """SQLite's writers take turns at its write lock through a gate: an asyncio lock among the
     writers of one process, then an exclusive `flock` on a file beside the database among the
-    processes (the web process, the delivery process, a second `slackrouter run`).
+    processes (the web process, the worker process, a second `slackrouter run`).
 
     SQLite has one writer at a time; a connection that finds the lock taken polls for it,
     sleeping up to 100 ms between tries (its busy handler), so under load the ingest writer and

@@ -62,7 +62,7 @@ def connect_slack(settings: Settings, engine: AsyncEngine) -> SlackConnection:
         client_secret=settings.slack_client_secret,
         client=client,
     )
-    # Imported here: the delivery process connects to Slack too, and has no Bolt app.
+    # Imported here: the worker process connects to Slack too, and has no Bolt app.
     from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 
     oauth = AsyncOAuthSettings(
