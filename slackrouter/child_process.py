@@ -68,8 +68,8 @@ class ChildProcess:
             except TimeoutError:
                 process.kill()
                 await process.wait()
-        if self._supervisor is not None:
-            with contextlib.suppress(asyncio.CancelledError):
+        if self._supervisor is not None:  # it reads the child's last lines, to the end
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(self._supervisor, STOP_WITHIN)
 
     def line(self, message: dict[str, object]) -> None:
