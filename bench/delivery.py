@@ -43,7 +43,7 @@ async def measure(kind: str, load: float, seconds: float) -> tuple[int, int, flo
                 "warm_up": 0.0,
             },
         )
-        [delivery] = app.children("work")
+        [delivery] = app.process.worker_pids
         posts, cpu = len(await slack.posts()), cpu_seconds(delivery)
         await asyncio.sleep(seconds)
         posts, cpu = len(await slack.posts()) - posts, cpu_seconds(delivery) - cpu

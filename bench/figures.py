@@ -144,7 +144,7 @@ async def ingest(
     ratios, apps, bares = [], [], []
     groups: dict[str, dict[str, Callable[[], Iterable[int]]]] = {
         "bare": {"server": lambda: [bare.process.pid]},
-        "app": {"web": lambda: [app.pid], "worker": lambda: app.children("work")},
+        "app": {"web": lambda: [app.pid], "worker": lambda: app.process.worker_pids},
     }
     if postgres:
         groups["app"]["PostgreSQL"] = postgres_pids

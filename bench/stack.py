@@ -190,15 +190,6 @@ class App:
         children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
         return [self.pid, *map(int, children)]
 
-    def children(self, command: str) -> list[int]:
-        """The children running `slackrouter <command>` (`work`)."""
-        found = []
-        for pid in self.pids[1:]:
-            with contextlib.suppress(OSError):
-                if command.encode() in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
-                    found.append(pid)
-        return found
-
     def cpu_seconds(self) -> float:
         return sum(cpu_seconds(pid) for pid in self.pids)
 

@@ -186,6 +186,20 @@ class AppProcess:
     def pid(self) -> int:
         return self.process.pid
 
+    @property
+    def worker_pids(self) -> list[int]:
+        """The app's worker processes (`slackrouter work`) as /proc lists them now."""
+        try:
+            children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        except OSError:
+            return []
+        found = []
+        for pid in children:
+            with contextlib.suppress(OSError):
+                if b"work" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
+                    found.append(int(pid))
+        return found
+
     def start(self) -> None:
         """Start the process (each run's output in the log after a `--- run N ---` line)."""
         assert not self.process.running, "already running"

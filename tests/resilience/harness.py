@@ -433,23 +433,6 @@ async def all_posted(slack: SlackProcess, tags: set[str], within: float = 90) ->
         raise TimeoutError(f"{error}; {len(missing)} never posted") from None
 
 
-def child_pids(app: AppProcess, command: str) -> list[int]:
-    """The app's child processes running `slackrouter <command>` (`work`)."""
-    try:
-        children = Path(f"/proc/{app.pid}/task/{app.pid}/children").read_text().split()
-    except OSError:
-        return []
-    found = []
-    for pid in children:
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if command.encode() in argv:
-            found.append(int(pid))
-    return found
-
-
 def alive(pid: int) -> bool:
     try:
         status = Path(f"/proc/{pid}/status").read_text()

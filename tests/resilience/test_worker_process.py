@@ -22,7 +22,6 @@ from tests.resilience.harness import (
     Load,
     alive,
     all_posted,
-    child_pids,
     conversations,
     deployment,
     eventually,
@@ -67,7 +66,7 @@ async def test_a_worker_killed_while_visitors_write_is_started_again_and_loses_n
         app = env.app()
         async with running(app):
             await until_routed(env.store, REPS)
-            (first,) = child_pids(app, "work")
+            (first,) = app.worker_pids
             load = Load()
             sending = asyncio.create_task(
                 send([app.url], chatflow.public_key, conversations(24, 6), load)
@@ -82,7 +81,7 @@ async def test_a_worker_killed_while_visitors_write_is_started_again_and_loses_n
             await sending
 
             async def restarted() -> bool:
-                return [pid for pid in child_pids(app, "work") if pid != first and alive(pid)] != []
+                return [pid for pid in app.worker_pids if pid != first and alive(pid)] != []
 
             await eventually(restarted, within=30, what="a new worker process")
             # Every visitor got every message accepted in the end (retrying the 503s), and the
@@ -116,7 +115,7 @@ async def test_a_killed_app_leaves_no_worker_process_behind(tmp_path: Path) -> N
     async with deployment("sqlite", tmp_path, members(REPS)) as env:
         app = env.app()
         async with running(app):
-            (child,) = child_pids(app, "work")
+            (child,) = app.worker_pids
             app.kill()
 
             async def gone() -> bool:
