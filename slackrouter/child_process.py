@@ -19,7 +19,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from prometheus_client import generate_latest
 
@@ -31,6 +31,32 @@ METRICS_EVERY = 1.0  # seconds between a child's metrics lines
 RESTART_AFTER = 1.0  # seconds before a child that died is started again
 STOP_WITHIN = 10.0  # seconds a stopping child has to finish its work before it is killed
 _PR_SET_PDEATHSIG = 1
+
+
+def json_line(message: Mapping[str, object]) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+class TurnWriter:
+    """Lines handed to `write` together once a turn of the event loop: one write (a system
+    call) for all the lines a turn makes, on either side of the link."""
+
+    def __init__(self, write: Callable[[bytes], None]) -> None:
+        self._write = write
+        self._pending: list[bytes] = []
+
+    def __contains__(self, line: bytes) -> bool:
+        return line in self._pending
+
+    def add(self, line: bytes) -> None:
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._pending.append(line)
+
+    def flush(self) -> None:
+        data, self._pending = b"".join(self._pending), []
+        if data:
+            self._write(data)
 
 
 class ChildProcess:
@@ -133,7 +159,7 @@ class Lines:
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
-        self._pending: list[bytes] = []
+        self._turn = TurnWriter(self._write)
 
     @classmethod
     async def stdout(cls) -> Lines:
@@ -144,18 +170,15 @@ class Lines:
         return cls(asyncio.StreamWriter(transport, protocol, None, loop))
 
     def write(self, message: dict[str, object]) -> None:
-        if not self._pending:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._pending.append(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+        self._turn.add(json_line(message))
 
-    def _flush(self) -> None:
-        data, self._pending = b"".join(self._pending), []
-        if data and not self._writer.is_closing():
+    def _write(self, data: bytes) -> None:
+        if not self._writer.is_closing():
             self._writer.write(data)
 
     async def drain(self) -> None:
         """Until everything written has reached the pipe."""
-        self._flush()
+        self._turn.flush()
         self._writer.transport.set_write_buffer_limits(0)  # type: ignore[attr-defined]
         with contextlib.suppress(ConnectionError):
             await self._writer.drain()

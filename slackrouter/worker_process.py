@@ -41,7 +41,14 @@ from slackrouter.adapters.db.database import create_engine, session_factory
 from slackrouter.adapters.mail import Mailer, create_mailer
 from slackrouter.adapters.slack.connection import connect_slack
 from slackrouter.adapters.slack.gateway import SlackGateway
-from slackrouter.child_process import ChildProcess, Lines, die_with_parent, serve_child
+from slackrouter.child_process import (
+    ChildProcess,
+    Lines,
+    TurnWriter,
+    die_with_parent,
+    json_line,
+    serve_child,
+)
 from slackrouter.clock import Clock, utcnow
 from slackrouter.config import Settings
 from slackrouter.services.chat_updates import UPDATE_PARENT, ParentUpdater
@@ -114,7 +121,7 @@ class WorkerProcess(ChildProcess):
         self._notifier = notifier
         self._ids = itertools.count()
         self._answers: dict[int, asyncio.Future[VisitorMessageResult]] = {}
-        self._outgoing: list[bytes] = []
+        self._outgoing = TurnWriter(self._write)
 
     async def receive(
         self, *, public_key: str, message: VisitorMessageIn, identity_verified: bool
@@ -131,7 +138,7 @@ class WorkerProcess(ChildProcess):
             "verified": identity_verified,
             "message": message.__dict__,
         }
-        self._send(json.dumps(request, separators=(",", ":")).encode() + b"\n")
+        self._outgoing.add(json_line(request))
         try:
             return await answer
         finally:
@@ -140,16 +147,9 @@ class WorkerProcess(ChildProcess):
     def wake(self) -> None:
         """Tell the worker the outbox has new rows (once for those queued together)."""
         if _WAKE not in self._outgoing:
-            self._send(_WAKE)
+            self._outgoing.add(_WAKE)
 
-    def _send(self, line: bytes) -> None:
-        if not self._outgoing:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._outgoing.append(line)
-
-    def _flush(self) -> None:
-        """The lines of one turn of the event loop, in one write."""
-        data, self._outgoing = b"".join(self._outgoing), []
+    def _write(self, data: bytes) -> None:
         stdin = self.stdin
         if stdin is not None:  # else the worker has died: `exited` answers the messages
             with contextlib.suppress(OSError):
