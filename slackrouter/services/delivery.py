@@ -16,13 +16,14 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import Row, Select, bindparam, exists, func, or_, select, update
+from sqlalchemy import Row, Select, bindparam, exists, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -62,6 +63,9 @@ CALL_TIMEOUT = 30.0
 LEASE = timedelta(seconds=45)
 # A website that is down is tried for this long before its webhook is marked failed.
 WEBHOOK_DEADLINE = timedelta(days=1)
+# On PostgreSQL, a round that finds a backlog (a full batch due) has the planner's statistics of
+# the outbox brought up to date, at most this often (`_refresh_statistics`).
+ANALYZE_EVERY = 60.0
 
 Performer = Callable[[AsyncSession, OutboxItem], Awaitable[None]]
 
@@ -242,6 +246,7 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._round_due = clock()  # the last round took the items due by then
+        self._analyzed = -ANALYZE_EVERY  # when this worker last refreshed the statistics
 
     def wake(self) -> None:
         self._wake.set()
@@ -296,7 +301,26 @@ class DeliveryWorker:
             )
             if read == BATCH:
                 self._wake.set()
+                await self._refresh_statistics()
             return sum(delivered)
+
+    async def _refresh_statistics(self) -> None:
+        """Let PostgreSQL's planner see a backlog. Autovacuum refreshes a table's statistics
+        once a tenth of it has changed, looking at each database once a minute; the pending rows
+        are a sliver of an outbox that has delivered for a while, and unknown in a new one, so
+        under a flood the planner takes the due rows for a few dozen. A round then reads, sorts
+        and joins every due row to find a batch instead of walking the due index (21-41 ms a
+        read at 20,000 due posts, against 0.4-1 ms with the statistics), and each post's take
+        runs its check for an earlier pending post over the backlog (6 ms against 0.1)."""
+        started = time.monotonic()
+        if started - self._analyzed < ANALYZE_EVERY:
+            return
+        self._analyzed = started
+        async with self._sessions() as session:
+            if session.bind.dialect.name != "postgresql":
+                return
+            await session.execute(text(f"ANALYZE {OutboxItem.__tablename__}"))
+            await session.commit()
 
     async def _lanes(self, now: datetime, booked: Booked) -> tuple[int, list[list[Row[Any]]]]:
         """How many due items were read (at most BATCH), and those worth trying, by lane. A
