@@ -28,6 +28,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from slackrouter.adapters.db import batch_insert
 from slackrouter.adapters.db import repository as repo
 from slackrouter.adapters.db.models import (
     Chatflow,
@@ -677,22 +678,26 @@ _INSERT_THREADS = insert(SlackThread.__table__).returning(
 
 async def _insert_rows(session: AsyncSession, work: _Batch) -> None:
     """Insert the batch's conversations, its messages and threads (learning their ids by their
-    keys), then its timers, feed entries and outbox rows: a statement per table; and give the
-    earlier conversations the names and emails they were given."""
-    if work.started:
-        await session.execute(
-            insert(Conversation.__table__),
-            [
-                {**row, "visitor_name": chat.visitor_name, "visitor_email": chat.visitor_email}
-                for row, chat in work.started.values()
-            ],
-        )
+    keys), then its timers, feed entries and outbox rows: in one statement on PostgreSQL, a
+    statement per table on SQLite; and give the earlier conversations the names and emails
+    they were given."""
     if work.named:
         await session.execute(
             _NAME_CONVERSATIONS,
             [
                 {"chat": chat.id, "name": chat.visitor_name, "email": chat.visitor_email}
                 for chat in work.named.values()
+            ],
+        )
+    if session.bind.dialect.name == "postgresql":
+        await _insert_in_one_statement(session, work)
+        return
+    if work.started:
+        await session.execute(
+            insert(Conversation.__table__),
+            [
+                {**row, "visitor_name": chat.visitor_name, "visitor_email": chat.visitor_email}
+                for row, chat in work.started.values()
             ],
         )
     if work.stored:
@@ -727,6 +732,40 @@ async def _insert_rows(session: AsyncSession, work: _Batch) -> None:
                 for kind, thread, stored, conversation, payload in work.posts
             ],
         )
+
+
+async def _insert_in_one_statement(session: AsyncSession, work: _Batch) -> None:
+    """`_insert_rows` on PostgreSQL: the rows as `batch_insert` takes them."""
+    if not work.stored:
+        return  # every message was a duplicate: nothing new at all
+    ids = await batch_insert.insert_batch(
+        session,
+        now=work.now,
+        conversations=[
+            {**row, "visitor_name": chat.visitor_name, "visitor_email": chat.visitor_email}
+            for row, chat in work.started.values()
+        ],
+        messages=[m.values() for m in work.stored],
+        threads=[t.values() for t in work.threads],
+        timers=work.timers,
+        posts=[
+            {
+                "team_id": conversation.team_id,
+                "kind": kind,
+                "conversation_id": conversation.id,
+                "thread_id": thread.id if isinstance(thread, _Thread) else None,
+                "rep_user_id": None if isinstance(thread, _Thread) else thread.rep_user_id,
+                "channel_id": None if isinstance(thread, _Thread) else thread.channel_id,
+                "chatflow_id": stored.chatflow_id,
+                "visitor_id": stored.visitor_id,
+                "client_message_id": stored.client_message_id,
+                "payload": payload,
+            }
+            for kind, thread, stored, conversation, payload in work.posts
+        ],
+    )
+    for message in work.stored:
+        message.id = ids[message.chatflow_id, message.visitor_id, message.client_message_id]
 
 
 def _result(planned: _Planned, agents: dict[tuple[str, str], Agent]) -> VisitorMessageResult:

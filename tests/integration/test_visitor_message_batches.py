@@ -1,34 +1,65 @@
-"""Visitor messages are written in batches (group commit). On PostgreSQL, while messages keep
-coming, the few that wait are given a moment to be joined by others, so that a busy site pays
-a transaction's round trips for several messages rather than one each."""
+"""Visitor messages are written in batches (group commit): a batch's new rows go in together (in
+one statement on PostgreSQL), and keep the order the visitor's feed and each Slack thread's
+posts need. On PostgreSQL, while messages keep coming, the few that wait are given a moment to
+be joined by others, so that a busy site pays a transaction's round trips for several messages
+rather than one each."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select
 
-from slackrouter.adapters.db.models import Message
+from slackrouter.adapters.db.models import FeedItem, Message, OutboxItem, Rep, SlackThread, Timer
 from slackrouter.bootstrap import Runtime, build
+from slackrouter.clock import utcnow
 from slackrouter.config import load_settings
-from slackrouter.sandbox.scratch_database import ScratchDatabase, scratch_database
+from slackrouter.sandbox.scratch_database import TEAM_ID, ScratchDatabase, scratch_database
 from slackrouter.services.visitor_messages import VisitorMessageIn
 from tests.conftest import POSTGRES_URL
 
-pytestmark = pytest.mark.postgres
+REPS = ("U001", "U002")
 
 
-@pytest.fixture
-async def app(tmp_path: Path) -> AsyncIterator[tuple[Runtime, str, ScratchDatabase]]:
-    """The app on a new PostgreSQL database with one chatflow, and its public key."""
+@dataclass
+class App:
+    runtime: Runtime
+    public_key: str
+    database: ScratchDatabase
+
+    def submit(self, visitor: str, message: str) -> asyncio.Future[Any]:
+        return self.runtime.visitor_messages.submit(
+            public_key=self.public_key,
+            message=VisitorMessageIn(
+                visitor_id=visitor, client_message_id=message, text=f"{visitor} {message}"
+            ),
+            identity_verified=False,
+        )
+
+
+@contextlib.asynccontextmanager
+async def running_app(kind: str, workdir: Path) -> AsyncIterator[App]:
+    """The app on a new database of `kind` with a round-robin chatflow over two reps, both
+    seen active in Slack a moment ago."""
     async with scratch_database(
-        ScratchDatabase, "postgresql", tmp_path, server_url=POSTGRES_URL, prefix="batches_"
+        ScratchDatabase, kind, workdir, server_url=POSTGRES_URL, prefix="batches_"
     ) as database:
-        chatflow = await database.chatflow(["U001"])
+        chatflow = await database.chatflow(REPS, assignment="round_robin")
+        now = utcnow()
+        async with database.sessions() as session, session.begin():
+            for user_id in REPS:
+                rep = await session.get(Rep, (TEAM_ID, user_id)) or Rep(
+                    team_id=TEAM_ID, user_id=user_id
+                )
+                rep.presence, rep.presence_checked_at = "active", now
+                rep.dnd, rep.dnd_checked_at, rep.profile_checked_at = False, now, now
+                session.add(rep)
         settings = load_settings(
             {
                 "DATABASE_URL": database.url,
@@ -36,32 +67,86 @@ async def app(tmp_path: Path) -> AsyncIterator[tuple[Runtime, str, ScratchDataba
                 "SLACK_SIGNING_SECRET": "unused",
                 "SLACK_API_URL": "http://127.0.0.1:9/api/",  # nothing calls Slack here
                 "WORKER_PROCESS": "inline",
+                "PRESENCE_MAX_AGE": "3600",
             }
         )
         runtime = build(settings)
         try:
-            yield runtime, chatflow.public_key, database
+            yield App(runtime, chatflow.public_key, database)
         finally:
             await runtime.engine.dispose()
 
 
-def says(visitor: str, message: str) -> VisitorMessageIn:
-    return VisitorMessageIn(visitor_id=visitor, client_message_id=message, text="Hello")
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def app(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[App]:
+    async with running_app(request.param, tmp_path) as app:
+        yield app
 
 
-async def test_on_a_busy_site_messages_a_moment_apart_are_stored_together(
-    app: tuple[Runtime, str, ScratchDatabase],
+@pytest.fixture
+async def postgres_app(tmp_path: Path) -> AsyncIterator[App]:
+    async with running_app("postgresql", tmp_path) as app:
+        yield app
+
+
+async def test_new_chats_and_their_next_messages_in_one_batch_keep_their_order(
+    app: App,
 ) -> None:
-    runtime, key, database = app
-    writer = runtime.visitor_messages
-    await writer.receive(public_key=key, message=says("v1", "m0"), identity_verified=False)
+    answers = await asyncio.gather(
+        app.submit("v1", "m0"),  # starts a chat, routed to a rep's DM
+        app.submit("v2", "m0"),  # another chat, the other rep
+        app.submit("v1", "m1"),  # the first chat's next message
+        app.submit("v1", "m0"),  # sent again: the same message
+    )
+    first, second, later, again = answers
+    assert later.conversation_id == first.conversation_id != second.conversation_id
+    assert [a.duplicate for a in answers] == [False, False, False, True]
+    assert again.message_id == first.message_id
+    assert first.message_id < second.message_id < later.message_id
+    async with app.database.sessions() as session:
+        texts = await session.scalars(
+            select(Message.text)
+            .join(FeedItem, FeedItem.message_id == Message.id)
+            .where(FeedItem.conversation_id == first.conversation_id)
+            .order_by(FeedItem.id)
+        )
+        assert list(texts) == ["v1 m0", "v1 m1"]  # the visitor's feed, in order
+        posts = (
+            await session.execute(
+                select(OutboxItem.kind, OutboxItem.message_id, SlackThread.rep_user_id)
+                .join(SlackThread, SlackThread.id == OutboxItem.thread_id)
+                .where(OutboxItem.conversation_id == first.conversation_id)
+                .order_by(OutboxItem.id)
+            )
+        ).all()
+        # The parent post goes before the reply, into the same thread: the rep offered.
+        [(parent, parent_of, rep), (reply, reply_of, same_rep)] = posts
+        assert (parent, parent_of, reply, reply_of) == (
+            "post_parent",
+            first.message_id,
+            "post_reply",
+            later.message_id,
+        )
+        assert rep == same_rep and [rep] == [agent.user_id for agent in first.agents]
+        timers = await session.scalars(
+            select(Timer.kind).where(Timer.conversation_id == second.conversation_id)
+        )
+        assert list(timers) == ["escalation"]
+        assert await session.scalar(select(func.count()).select_from(Message)) == 3
+
+
+async def test_on_a_busy_postgresql_site_messages_a_moment_apart_are_stored_together(
+    postgres_app: App,
+) -> None:
+    app = postgres_app
+    await app.submit("v1", "m0")
     commits: list[Any] = []
-    event.listen(runtime.engine.sync_engine, "commit", commits.append)
-    first = writer.submit(public_key=key, message=says("v1", "m1"), identity_verified=False)
+    event.listen(app.runtime.engine.sync_engine, "commit", commits.append)
+    first = app.submit("v1", "m1")
     await asyncio.sleep(0)  # the writer has started on the first
-    second = writer.submit(public_key=key, message=says("v2", "m0"), identity_verified=False)
+    second = app.submit("v2", "m0")
     answers = await asyncio.gather(first, second)
     assert [answer.duplicate for answer in answers] == [False, False]
     assert len(commits) == 1
-    async with database.sessions() as session:
+    async with app.database.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Message)) == 3
