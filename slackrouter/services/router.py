@@ -92,8 +92,12 @@ class RoutingCache:
 
     async def write_stamps(self, session: AsyncSession) -> None:
         """Write the stamps given since the last write, in one statement."""
-        await repo.stamp_reps(session, self.stamped)
-        self.stamped.clear()
+        await repo.stamp_reps(session, self.take_stamps())
+
+    def take_stamps(self) -> dict[tuple[str, str], datetime]:
+        """The stamps given since the last write, for the caller to write."""
+        stamps, self.stamped = self.stamped, {}
+        return stamps
 
 
 @dataclass(frozen=True)

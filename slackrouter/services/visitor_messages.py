@@ -425,7 +425,6 @@ class VisitorMessages:
                     else:
                         self._continue(conversation, request.message, stored, threads, work)
                         work.answers.append(_Planned(conversation, stored, False))
-            await work.routing.write_stamps(session)
             await _insert_rows(session, work)
             await self._postpone_emails(session, work)
             agents = await self._offered_agents(session, work)
@@ -450,9 +449,11 @@ class VisitorMessages:
         }
         if starting and session.bind.dialect.name != "sqlite":
             # New conversations on PostgreSQL: lock their chatflows so that replicas route one
-            # at a time (round robin), then look again for a conversation one just opened.
+            # at a time (round robin). A conversation another replica opened for one of these
+            # visitors meanwhile makes this batch's insert fail on the index of open
+            # conversations, and the batch is written again (`_store_with_retries`), finding
+            # it: rarer than a second look each batch that starts a chat.
             await session.execute(_LOCK_CHATFLOWS, {"ids": sorted(starting)})
-            found = await repo.open_conversations(session, pairs, timer=followups.OFFLINE_EMAIL)
         return found
 
     async def _look_up_contacts(
@@ -692,6 +693,7 @@ async def _insert_rows(session: AsyncSession, work: _Batch) -> None:
     if session.bind.dialect.name == "postgresql":
         await _insert_in_one_statement(session, work)
         return
+    await work.routing.write_stamps(session)
     if work.started:
         await session.execute(
             insert(Conversation.__table__),
@@ -735,9 +737,10 @@ async def _insert_rows(session: AsyncSession, work: _Batch) -> None:
 
 
 async def _insert_in_one_statement(session: AsyncSession, work: _Batch) -> None:
-    """`_insert_rows` on PostgreSQL: the rows as `batch_insert` takes them."""
+    """`_insert_rows` on PostgreSQL: the rows as `batch_insert` takes them, with round
+    robin's stamps."""
     if not work.stored:
-        return  # every message was a duplicate: nothing new at all
+        return  # every message was a duplicate: nothing new at all (and no chat routed)
     ids = await batch_insert.insert_batch(
         session,
         now=work.now,
@@ -763,6 +766,7 @@ async def _insert_in_one_statement(session: AsyncSession, work: _Batch) -> None:
             }
             for kind, thread, stored, conversation, payload in work.posts
         ],
+        stamps=work.routing.take_stamps(),
     )
     for message in work.stored:
         message.id = ids[message.chatflow_id, message.visitor_id, message.client_message_id]

@@ -16,7 +16,15 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select
 
-from slackrouter.adapters.db.models import FeedItem, Message, OutboxItem, Rep, SlackThread, Timer
+from slackrouter.adapters.db.models import (
+    Conversation,
+    FeedItem,
+    Message,
+    OutboxItem,
+    Rep,
+    SlackThread,
+    Timer,
+)
 from slackrouter.bootstrap import Runtime, build
 from slackrouter.clock import utcnow
 from slackrouter.config import load_settings
@@ -43,6 +51,22 @@ class App:
         )
 
 
+def build_app(database_url: str) -> Runtime:
+    """The app (its writer in this process) on this database."""
+    return build(
+        load_settings(
+            {
+                "DATABASE_URL": database_url,
+                "SLACK_BOT_TOKEN": "xoxb-unused",
+                "SLACK_SIGNING_SECRET": "unused",
+                "SLACK_API_URL": "http://127.0.0.1:9/api/",  # nothing calls Slack here
+                "WORKER_PROCESS": "inline",
+                "PRESENCE_MAX_AGE": "3600",
+            }
+        )
+    )
+
+
 @contextlib.asynccontextmanager
 async def running_app(kind: str, workdir: Path) -> AsyncIterator[App]:
     """The app on a new database of `kind` with a round-robin chatflow over two reps, both
@@ -60,17 +84,7 @@ async def running_app(kind: str, workdir: Path) -> AsyncIterator[App]:
                 rep.presence, rep.presence_checked_at = "active", now
                 rep.dnd, rep.dnd_checked_at, rep.profile_checked_at = False, now, now
                 session.add(rep)
-        settings = load_settings(
-            {
-                "DATABASE_URL": database.url,
-                "SLACK_BOT_TOKEN": "xoxb-unused",
-                "SLACK_SIGNING_SECRET": "unused",
-                "SLACK_API_URL": "http://127.0.0.1:9/api/",  # nothing calls Slack here
-                "WORKER_PROCESS": "inline",
-                "PRESENCE_MAX_AGE": "3600",
-            }
-        )
-        runtime = build(settings)
+        runtime = build_app(database.url)
         try:
             yield App(runtime, chatflow.public_key, database)
         finally:
@@ -150,3 +164,26 @@ async def test_on_a_busy_postgresql_site_messages_a_moment_apart_are_stored_toge
     assert len(commits) == 1
     async with app.database.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Message)) == 3
+
+
+async def test_one_visitors_first_messages_on_two_replicas_at_once_make_one_chat(
+    postgres_app: App,
+) -> None:
+    other = build_app(postgres_app.database.url)
+    replica = App(other, postgres_app.public_key, postgres_app.database)
+    try:
+        for visitor in ("v1", "v2", "v3"):
+            here, there = await asyncio.gather(
+                postgres_app.submit(visitor, "m0"), replica.submit(visitor, "m1")
+            )
+            assert here.conversation_id == there.conversation_id
+            assert not here.duplicate and not there.duplicate
+    finally:
+        await other.engine.dispose()
+    async with postgres_app.database.sessions() as session:
+        chats = await session.scalar(select(func.count()).select_from(Conversation))
+        messages = await session.scalar(select(func.count()).select_from(Message))
+        parents = await session.scalar(
+            select(func.count()).select_from(OutboxItem).where(OutboxItem.kind == "post_parent")
+        )
+    assert (chats, messages, parents) == (3, 6, 3)

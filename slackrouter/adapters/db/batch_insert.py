@@ -1,13 +1,13 @@
 """A batch of visitor messages' new rows inserted on PostgreSQL in one statement.
 
 The visitor message writer inserts a batch's conversations, messages, feed entries, Slack
-threads, timers and outbox rows. A statement per table is a round trip each to the server,
-whatever the batch's size; at moderate rates, where batches are small, the round trips are most
-of a batch's cost to both the worker and PostgreSQL. Here they are one statement of
-data-modifying CTEs, each table's rows given as one JSON array (`json_to_recordset`): the
-feed entries take their messages' ids, and the outbox rows their messages' and new threads'
-ids, inside the statement. Rows go in in the order given (numbered), as the ids the visitor's
-feed and each thread's posts are ordered by must be.
+threads, timers and outbox rows, and stamps the reps round robin gave its new chats. A
+statement per table is a round trip each to the server, whatever the batch's size; at moderate
+rates, where batches are small, the round trips are most of a batch's cost to both the worker
+and PostgreSQL. Here they are one statement of data-modifying CTEs, each table's rows given as
+one JSON array (`json_to_recordset`): the feed entries take their messages' ids, and the outbox
+rows their messages' and new threads' ids, inside the statement. Rows go in in the order given
+(numbered), as the ids the visitor's feed and each thread's posts are ordered by must be.
 
 SQLite has no data-modifying CTEs, and its statements are calls in this process, not round
 trips: the writer inserts there a statement per table.
@@ -16,6 +16,7 @@ trips: the writer inserts there a statement per table.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -98,6 +99,12 @@ WITH new_conversations AS (
         AND t.rep_user_id IS NOT DISTINCT FROM p.rep_user_id
         AND t.channel_id IS NOT DISTINCT FROM p.channel_id
     ORDER BY p.n
+), stamped_reps AS (
+    UPDATE reps SET last_assigned_at = s.stamp
+    FROM json_to_recordset(CAST(:stamps AS json)) AS s(
+        team_id varchar, user_id varchar, stamp timestamptz, n bigint
+    )
+    WHERE reps.team_id = s.team_id AND reps.user_id = s.user_id
 )
 SELECT id, chatflow_id, visitor_id, client_message_id FROM new_messages
 """
@@ -113,10 +120,12 @@ async def insert_batch(
     threads: list[dict[str, Any]],
     timers: list[dict[str, Any]],
     posts: list[dict[str, Any]],
+    stamps: Mapping[tuple[str, str], datetime],
 ) -> dict[MessageKey, int]:
-    """Insert the rows (each table's as its columns, created at `now`); returns the messages'
-    ids by key. A post names its thread by `thread_id`, or, for a thread of this batch, by its
-    conversation, rep and channel; and its message by chatflow, visitor and client id."""
+    """Insert the rows (each table's as its columns, created at `now`) and write round robin's
+    `stamps` ((team, rep): when last given a chat); returns the messages' ids by key. A post
+    names its thread by `thread_id`, or, for a thread of this batch, by its conversation, rep
+    and channel; and its message by chatflow, visitor and client id."""
     rows = await session.execute(
         _INSERT_BATCH,
         {
@@ -126,6 +135,12 @@ async def insert_batch(
             "threads": _json(threads),
             "timers": _json(timers),
             "posts": _json(posts),
+            "stamps": _json(
+                [
+                    {"team_id": team, "user_id": user, "stamp": at}
+                    for (team, user), at in stamps.items()
+                ]
+            ),
         },
     )
     return {(chatflow, visitor, client): id_ for id_, chatflow, visitor, client in rows}
