@@ -35,7 +35,7 @@ from slackrouter.services.presence import PresenceService
 from slackrouter.services.replies import Replies
 from slackrouter.services.router import Router
 from slackrouter.services.timers import TimerWorker
-from slackrouter.services.visitor_messages import VisitorMessages
+from slackrouter.services.visitor_messages import GATHER_FOR, VisitorMessages
 from slackrouter.services.workspaces import Workspaces
 from slackrouter.worker_process import WorkerProcess, delivery_worker
 
@@ -185,6 +185,7 @@ def build(
         clock=clock,
         email_debounce=settings.email_debounce_seconds,
         on_outbox=wake,
+        gather_for=GATHER_FOR if engine.dialect.name == "postgresql" else 0.0,
     )
     replies = Replies(sessions, notifier, slack, clock=clock, on_outbox=wake)
     bolt = AsyncApp(

@@ -52,8 +52,8 @@ log = logging.getLogger(__name__)
 BATCH_LIMIT = 64
 # The writer counts as busy for this long after its last batch (see `busy`).
 BUSY_FOR = 0.2
-# While messages keep coming (a batch written less than BUSY_FOR ago), fewer than GATHER_UNDER
-# waiting are given this long to be joined by others (`_write_queued`).
+# On PostgreSQL, while messages keep coming (a batch written less than BUSY_FOR ago), fewer
+# than GATHER_UNDER waiting are given this long to be joined by others (`_write_queued`).
 GATHER_FOR = 0.006
 GATHER_UNDER = 8
 # A rep's name and avatar, read for an answer, are used again for this long without reading
@@ -259,8 +259,10 @@ class VisitorMessages:
         clock: Clock,
         email_debounce: float,
         on_outbox: Callable[[], None],
+        gather_for: float = 0.0,
     ) -> None:
         self._sessions = sessions
+        self._gather_for = gather_for
         self._notifier = notifier
         self._router = router
         self._clock = clock
@@ -300,17 +302,20 @@ class VisitorMessages:
         """One writer per process: SQLite has one writer anyway, and round robin must see
         each assignment before the next; replicas on PostgreSQL lock the chatflow rows.
 
-        A batch costs what every batch pays whatever its size (on PostgreSQL 5-8 round trips
-        to the server; on SQLite the write gate, SQLAlchemy's work for each statement, the
-        commit). At half the benchmark's saturation batches are small; gathered for
-        GATHER_FOR (6 ms) when few wait, the worker's CPU a message went from 0.43-0.53 to
-        0.34-0.39 ms on PostgreSQL (1,250 messages a second; PostgreSQL's from 0.28-0.31 to
-        0.21-0.25) and from 0.60-0.66 to 0.50-0.53 on SQLite (1,350/s), and the p99 latency
-        was no longer in alternating runs of three (on PostgreSQL shorter in both pairs). A
-        quiet site's message, with no batch written a moment before, is written at once."""
+        On PostgreSQL a batch costs 7-15 round trips to the server whatever its size: at
+        half the benchmark's saturation (1,250 messages a second) batches of a few messages
+        cost the worker 0.43-0.53 ms of CPU a message and PostgreSQL 0.28-0.31; gathered for
+        `gather_for` (6 ms) when few wait, 0.34-0.39 and 0.21-0.25, and the p99 latency was
+        lower in both pairs of alternating runs. On SQLite (calls in this process) it made the
+        median 5 ms longer and the p99 no shorter. A quiet site's message, with no batch
+        written a moment before, is written at once."""
         while self._queue:
-            if len(self._queue) < GATHER_UNDER and time.monotonic() - self._last_written < BUSY_FOR:
-                await asyncio.sleep(GATHER_FOR)
+            if (
+                self._gather_for
+                and len(self._queue) < GATHER_UNDER
+                and time.monotonic() - self._last_written < BUSY_FOR
+            ):
+                await asyncio.sleep(self._gather_for)
             batch = self._queue[:BATCH_LIMIT]
             del self._queue[:BATCH_LIMIT]
             try:

@@ -1,8 +1,8 @@
 """Visitor messages are written in batches (group commit): a batch's new rows go in together (in
 one statement on PostgreSQL), and keep the order the visitor's feed and each Slack thread's
-posts need. While messages keep coming, the few that wait are given a moment to be joined by
-others, so that a busy site pays a transaction for several messages rather than one each. On
-PostgreSQL, two replicas starting one visitor's chat at once make one chat."""
+posts need. On PostgreSQL, while messages keep coming, the few that wait are given a moment to
+be joined by others, so that a busy site pays a transaction's round trips for several messages
+rather than one each."""
 
 from __future__ import annotations
 
@@ -149,7 +149,10 @@ async def test_new_chats_and_their_next_messages_in_one_batch_keep_their_order(
         assert await session.scalar(select(func.count()).select_from(Message)) == 3
 
 
-async def test_on_a_busy_site_messages_a_moment_apart_are_stored_together(app: App) -> None:
+async def test_on_a_busy_postgresql_site_messages_a_moment_apart_are_stored_together(
+    postgres_app: App,
+) -> None:
+    app = postgres_app
     await app.submit("v1", "m0")
     commits: list[Any] = []
     event.listen(app.runtime.engine.sync_engine, "commit", commits.append)
