@@ -302,13 +302,13 @@ class VisitorMessages:
         """One writer per process: SQLite has one writer anyway, and round robin must see
         each assignment before the next; replicas on PostgreSQL lock the chatflow rows.
 
-        On PostgreSQL a batch costs 7-15 round trips to the server whatever its size: at
-        half the benchmark's saturation (1,250 messages a second) batches of a few messages
-        cost the worker 0.43-0.53 ms of CPU a message and PostgreSQL 0.28-0.31; gathered for
-        `gather_for` (6 ms) when few wait, 0.34-0.39 and 0.21-0.25, and the p99 latency was
-        lower in both pairs of alternating runs. On SQLite (calls in this process) it made the
-        median 5 ms longer and the p99 no shorter. A quiet site's message, with no batch
-        written a moment before, is written at once."""
+        On PostgreSQL a batch costs 5-8 round trips to the server whatever its size. When it
+        made 7-15, at half the benchmark's saturation (1,250 messages a second), batches of a
+        few messages cost the worker 0.43-0.53 ms of CPU a message and PostgreSQL 0.28-0.31;
+        gathered for `gather_for` (6 ms) when few wait, 0.34-0.39 and 0.21-0.25, and the p99
+        latency was lower in both pairs of alternating runs. On SQLite (calls in this process)
+        it made the median 5 ms longer and the p99 no shorter. A quiet site's message, with no
+        batch written a moment before, is written at once."""
         while self._queue:
             if (
                 self._gather_for
