@@ -187,8 +187,7 @@ class App:
     @property
     def pids(self) -> list[int]:
         """The web process and its children."""
-        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
-        return [self.pid, *map(int, children)]
+        return [self.pid, *self.process.child_pids]
 
     def cpu_seconds(self) -> float:
         return sum(cpu_seconds(pid) for pid in self.pids)

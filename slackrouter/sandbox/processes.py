@@ -187,17 +187,22 @@ class AppProcess:
         return self.process.pid
 
     @property
-    def worker_pids(self) -> list[int]:
-        """The app's worker processes (`slackrouter work`) as /proc lists them now."""
+    def child_pids(self) -> list[int]:
+        """The process's children, as /proc lists them now."""
         try:
             children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
         except OSError:
             return []
+        return [int(pid) for pid in children]
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """The app's worker processes (`slackrouter work`) as /proc lists them now."""
         found = []
-        for pid in children:
+        for pid in self.child_pids:
             with contextlib.suppress(OSError):
                 if b"work" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
-                    found.append(int(pid))
+                    found.append(pid)
         return found
 
     def start(self) -> None:

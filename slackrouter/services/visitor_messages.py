@@ -697,10 +697,7 @@ async def _insert_rows(session: AsyncSession, work: _Batch) -> None:
     if work.started:
         await session.execute(
             insert(Conversation.__table__),
-            [
-                {**row, "visitor_name": chat.visitor_name, "visitor_email": chat.visitor_email}
-                for row, chat in work.started.values()
-            ],
+            _conversation_rows(work),
         )
     if work.stored:
         stored = {(m.chatflow_id, m.visitor_id, m.client_message_id): m for m in work.stored}
@@ -736,6 +733,14 @@ async def _insert_rows(session: AsyncSession, work: _Batch) -> None:
         )
 
 
+def _conversation_rows(work: _Batch) -> list[dict[str, object]]:
+    """The rows of the conversations the batch starts, with the name and email given since."""
+    return [
+        {**row, "visitor_name": chat.visitor_name, "visitor_email": chat.visitor_email}
+        for row, chat in work.started.values()
+    ]
+
+
 async def _insert_in_one_statement(session: AsyncSession, work: _Batch) -> None:
     """`_insert_rows` on PostgreSQL: the rows as `batch_insert` takes them, with round
     robin's stamps."""
@@ -744,10 +749,7 @@ async def _insert_in_one_statement(session: AsyncSession, work: _Batch) -> None:
     ids = await batch_insert.insert_batch(
         session,
         now=work.now,
-        conversations=[
-            {**row, "visitor_name": chat.visitor_name, "visitor_email": chat.visitor_email}
-            for row, chat in work.started.values()
-        ],
+        conversations=_conversation_rows(work),
         messages=[m.values() for m in work.stored],
         threads=[t.values() for t in work.threads],
         timers=work.timers,
