@@ -7,6 +7,7 @@ thread's posts beyond its channel's free slots left untried."""
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -19,7 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from slackrouter.adapters.db.models import Chatflow, Conversation, OutboxItem, Rep, SlackThread
 from slackrouter.clock import utcnow
-from slackrouter.services.delivery import DeliveryWorker, Performer, RetryLater, lease
+from slackrouter.services.delivery import (
+    PARK_BATCH,
+    DeliveryWorker,
+    Performer,
+    RetryLater,
+    lease,
+)
 from slackrouter.services.pacing import ChannelPacer
 
 
@@ -428,8 +435,10 @@ async def test_a_backlog_in_a_booked_channel_does_not_hold_up_the_others(
     deliveries = paced_worker(sessions, {"post": perform}, pacer, clock=clock.now)
     assert await deliveries.run_once() == 1
     assert tried == [in_c2]
-    assert await deliveries.run_once() == 0
-    # The backlog is put off, one post a second, and no round reads it again before then.
+    # The backlog is put off, one post a second, PARK_BATCH a round, and no round reads it
+    # again before then.
+    for _ in range(math.ceil(1100 / PARK_BATCH)):
+        assert await deliveries.run_once() == 0
     async with sessions() as session:
         due = await session.scalar(
             select(func.count())
