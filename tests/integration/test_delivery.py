@@ -7,7 +7,6 @@ thread's posts beyond its channel's free slots left untried."""
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from slackrouter.adapters.db.models import Chatflow, Conversation, OutboxItem, Rep, SlackThread
 from slackrouter.clock import utcnow
 from slackrouter.services.delivery import (
+    BATCH,
     PARK_BATCH,
     DeliveryWorker,
     Performer,
@@ -435,19 +435,26 @@ async def test_a_backlog_in_a_booked_channel_does_not_hold_up_the_others(
     deliveries = paced_worker(sessions, {"post": perform}, pacer, clock=clock.now)
     assert await deliveries.run_once() == 1
     assert tried == [in_c2]
-    # The backlog is put off, one post a second, PARK_BATCH a round, and no round reads it
-    # again before then.
-    for _ in range(math.ceil(1100 / PARK_BATCH)):
-        assert await deliveries.run_once() == 0
+    assert await deliveries.run_once() == 0
+    # The backlog is put off and no round reads it again before then: the first PARK_BATCH
+    # posts one a second, the rest of the thread behind the last of them.
     async with sessions() as session:
         due = await session.scalar(
             select(func.count())
             .select_from(OutboxItem)
             .where(OutboxItem.status == "pending", OutboxItem.next_attempt_at <= clock.now())
         )
-        last = await session.scalar(select(func.max(OutboxItem.next_attempt_at)))
+        times = Counter(
+            _aware(at)
+            for at in await session.scalars(
+                select(OutboxItem.next_attempt_at).where(OutboxItem.thread_id == thread["c1"])
+            )
+        )
     assert due == 0
-    assert _aware(last) == clock.now() + timedelta(seconds=1100)
+    last = clock.now() + timedelta(seconds=PARK_BATCH)
+    assert max(times) == last
+    assert times[last] == 1100 - PARK_BATCH + 1
+    assert len(times) == PARK_BATCH
 
 
 async def test_only_posts_wait_for_a_booked_channel(
@@ -462,3 +469,31 @@ async def test_only_posts_wait_for_a_booked_channel(
     assert await deliveries.run_once() == 1
     assert tried == [edit]  # Slack paces posts per channel, not edits
     assert (await row(sessions, post)).status == "pending"
+
+
+async def test_a_thread_whose_first_post_waits_does_not_stop_the_others(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A thread's first post told to wait (its channel's slot is later) keeps the thread's
+    later posts behind it: they do not fill the round's batch of due items as posts nobody
+    can take, while another chat's post is due behind them."""
+    first = await add(sessions, thread_id=1)
+    later = [await add(sessions, thread_id=1) for _ in range(BATCH)]
+    other = await add(sessions, thread_id=2)
+    tried: list[int] = []
+
+    async def perform(session: AsyncSession, item: OutboxItem) -> None:
+        tried.append(item.id)
+        if item.id == first:
+            raise RetryLater(60, "pacing posts to C1")
+
+    deliveries = worker(sessions, perform)
+    assert await deliveries.run_once() == 0  # the batch: the first post, told to wait
+    assert await deliveries.run_once() == 1
+    assert tried == [first, other]
+    async with sessions() as session:
+        waiting = await session.get_one(OutboxItem, first)
+        for item_id in later:
+            assert (await session.get_one(OutboxItem, item_id)).next_attempt_at >= (
+                waiting.next_attempt_at
+            )
