@@ -27,7 +27,6 @@ from sqlalchemy import Row, Select, bindparam, exists, func, or_, select, text, 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
-from slackrouter.adapters.db.hints import not_indexed
 from slackrouter.adapters.db.models import OutboxItem, Rep, SlackThread
 from slackrouter.adapters.mail import MailError
 from slackrouter.adapters.slack.gateway import PERMANENT_ERRORS, slack_error
@@ -126,15 +125,17 @@ def _with_channel(query: Select[Any]) -> Select[Any]:
     )
 
 
+# What a round reads of an item.
+_ROUND_COLUMNS = (
+    OutboxItem.id,
+    OutboxItem.kind,
+    OutboxItem.conversation_id,
+    OutboxItem.thread_id,
+    _CHANNEL.label("channel"),
+)
 # The due items of a round, in order of due time, at most BATCH.
 _DUE = _with_channel(
-    select(
-        OutboxItem.id,
-        OutboxItem.kind,
-        OutboxItem.conversation_id,
-        OutboxItem.thread_id,
-        _CHANNEL.label("channel"),
-    ).where(_PENDING, OutboxItem.next_attempt_at <= bindparam("now"))
+    select(*_ROUND_COLUMNS).where(_PENDING, OutboxItem.next_attempt_at <= bindparam("now"))
 )
 _DUE_ANYWHERE = _DUE.order_by(*_DUE_ORDER).limit(BATCH)
 # ... leaving out the posts for booked channels ("booked"), unless they hold a slot there.
@@ -150,16 +151,17 @@ _DUE_OUTSIDE_BOOKED = (
     .order_by(*_DUE_ORDER)
     .limit(BATCH)
 )
-# The first item not due yet of each of these threads, read by the thread index: planned on the
-# due index, SQLite read every pending item not due yet (5.9 ms at 15,000 in a backlog).
-_FIRST_NOT_DUE = (
+# The first pending item of each of these threads, read by the thread index.
+_FIRST_PENDING = (
     select(OutboxItem.thread_id, func.min(OutboxItem.id))
-    .where(
-        _PENDING,
-        not_indexed(OutboxItem.next_attempt_at) > bindparam("now"),
-        OutboxItem.thread_id.in_(bindparam("threads", expanding=True)),
-    )
+    .where(_PENDING, OutboxItem.thread_id.in_(bindparam("threads", expanding=True)))
     .group_by(OutboxItem.thread_id)
+)
+# Items by id, as a round reads them, with their due time: threads' first items it did not read.
+_FIRST_ITEMS = _with_channel(
+    select(*_ROUND_COLUMNS, OutboxItem.next_attempt_at).where(
+        OutboxItem.id.in_(bindparam("ids", expanding=True))
+    )
 )
 # The due posts for booked channels, to put off (`_park`).
 _DUE_IN_BOOKED = (
@@ -355,20 +357,16 @@ class DeliveryWorker:
         await self._park(now, booked, values)
         async with self._sessions() as session:
             query = _DUE_OUTSIDE_BOOKED if booked.channels else _DUE_ANYWHERE
-            rows = (await session.execute(query, {"now": now, **values})).all()
-            rows.sort(key=lambda row: row.id)  # a thread's items in order of id
-            threads = sorted({row.thread_id for row in rows} - {None})
-            first_not_due: dict[int, int] = {}
-            if threads:
-                waiting = await session.execute(_FIRST_NOT_DUE, {"now": now, "threads": threads})
-                first_not_due.update((thread_id, item_id) for thread_id, item_id in waiting)
+            rows: list[Row[Any]] = list(await session.execute(query, {"now": now, **values}))
+            read = len(rows)
+            skipped = await self._first_items(session, now, rows)
+        rows.sort(key=lambda row: row.id)  # a thread's items in order of id
         started: dict[str, int] = {}  # channel: the thread this round starts in it
-        skipped: set[int] = set()
         lanes: dict[int | tuple[str, str | None], list[Row[Any]]] = {}
         for row in rows:
             if row.thread_id is None:
                 lane: int | tuple[str, str | None] = (row.kind, row.conversation_id)
-            elif row.thread_id in skipped or first_not_due.get(row.thread_id, row.id) < row.id:
+            elif row.thread_id in skipped:
                 continue  # after an item of its thread that is not due, or not started
             elif (
                 row.channel is not None
@@ -381,7 +379,30 @@ class DeliveryWorker:
             else:
                 lane = row.thread_id
             lanes.setdefault(lane, []).append(row)
-        return len(rows), list(lanes.values())
+        return read, list(lanes.values())
+
+    async def _first_items(
+        self, session: AsyncSession, now: datetime, rows: list[Row[Any]]
+    ) -> set[int]:
+        """Add to `rows` the first pending item of each of their threads that they lack, if
+        it is due; returns the threads whose first item is not due (they wait whole). Items
+        are read in order of due time, a batch at a time, and a thread's later items can be
+        due before its first (written due while it waited for its slot, say): the first would
+        then be behind them, outside the batch, and the round would try only items that must
+        wait for it, round after round."""
+        threads = sorted({row.thread_id for row in rows} - {None})
+        if not threads:
+            return set()
+        firsts = await session.execute(_FIRST_PENDING, {"threads": threads})
+        outside = sorted({item_id for _, item_id in firsts} - {row.id for row in rows})
+        waiting: set[int] = set()
+        if outside:
+            for item in await session.execute(_FIRST_ITEMS, {"ids": outside}):
+                if item.next_attempt_at <= now:
+                    rows.append(item)
+                else:
+                    waiting.add(item.thread_id)
+        return waiting
 
     def _booked_values(self, booked: Booked) -> dict[str, list[Any]]:
         """The values of `_DUE_OUTSIDE_BOOKED` and `_DUE_IN_BOOKED` for these bookings (a

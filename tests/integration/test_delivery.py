@@ -497,3 +497,29 @@ async def test_a_thread_whose_first_post_waits_does_not_stop_the_others(
             assert (await session.get_one(OutboxItem, item_id)).next_attempt_at >= (
                 waiting.next_attempt_at
             )
+
+
+async def test_posts_written_while_their_first_post_waits_do_not_stop_delivery(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A chat's later posts written after its first post was told to wait are due at once,
+    before it: when it falls due, it is behind them in the order of due time. The round still
+    finds it, and another chat's post behind them both."""
+    clock = Clock()
+    first = await add(sessions, thread_id=1)
+    tried: list[int] = []
+
+    async def perform(session: AsyncSession, item: OutboxItem) -> None:
+        tried.append(item.id)
+        if item.id == first and len(tried) == 1:
+            raise RetryLater(30, "pacing posts to C1")
+
+    deliveries = DeliveryWorker(sessions, {"post": perform}, clock=clock.now, max_attempts=3)
+    assert await deliveries.run_once() == 0  # told to wait 30 s
+    later = [await add(sessions, thread_id=1) for _ in range(BATCH)]  # the visitor writes on
+    other = await add(sessions, thread_id=2)
+    clock.seconds += 31
+    delivered = sum([await deliveries.run_once() for _ in range(3)])
+    assert tried[:2] == [first, first]
+    assert set(tried) == {first, *later, other}
+    assert delivered == BATCH + 2

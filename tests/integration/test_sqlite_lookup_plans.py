@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from slackrouter.adapters.db import repository as repo
 from slackrouter.adapters.db.database import create_engine, session_factory
 from slackrouter.adapters.db.migrate import upgrade
-from slackrouter.clock import utcnow
 from slackrouter.services import delivery
 
 PAIRS = [("v-1", "m0"), ("v-2", "m0"), ("v-2", "m1")]
@@ -84,12 +83,11 @@ async def test_open_conversations_are_searched_by_chatflow_and_visitor(
     ), plan
 
 
-async def test_the_first_item_not_due_of_each_thread_is_searched_by_thread(
+async def test_the_first_pending_item_of_each_thread_is_searched_by_thread(
     engine: AsyncEngine,
 ) -> None:
     plan = await plan_of(
-        engine,
-        lambda s: s.execute(delivery._FIRST_NOT_DUE, {"now": utcnow(), "threads": [1, 2, 3]}),
+        engine, lambda s: s.execute(delivery._FIRST_PENDING, {"threads": [1, 2, 3]})
     )
     assert all(
         step.startswith("SEARCH") and "ix_outbox_thread" in step
