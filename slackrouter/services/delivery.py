@@ -433,18 +433,24 @@ class DeliveryWorker:
             if not waiting:
                 return
             parked = []
-            behind: dict[int, dict[str, Any]] = {}  # thread: its last item put off, and until
+            behind: dict[int, tuple[int, datetime]] = {}  # thread: last item put off, latest slot
             for (channel_id, queued), items in waiting.items():
                 waits = self._pacer.slots(channel_id, len(items), queued=queued)
                 for row, wait in zip(items, waits, strict=True):
                     until = now + timedelta(seconds=wait)
                     parked.append({"item": row.id, "due_by": now, "until": until})
-                    last = behind.setdefault(row.thread_id, {"thread": row.thread_id})
-                    last["item"] = max(last.get("item", row.id), row.id)
-                    last["until"] = max(last.get("until", until), until)
+                    if row.thread_id is not None:
+                        item, latest = behind.get(row.thread_id, (row.id, until))
+                        behind[row.thread_id] = (max(item, row.id), max(latest, until))
             await session.execute(_PARK, parked)
-            # The threads' later posts, beyond this batch, not due before these (`_keep_behind`).
-            await session.execute(_KEEP_BEHIND, [b for t, b in behind.items() if t is not None])
+            if behind:  # the threads' later posts, beyond this batch, behind these
+                await session.execute(
+                    _KEEP_BEHIND,
+                    [
+                        {"thread": thread, "item": item, "until": until}
+                        for thread, (item, until) in behind.items()
+                    ],
+                )
 
     async def _lane(
         self, rows: list[Row[Any]], slots: asyncio.Semaphore, holding: frozenset[Hashable]
