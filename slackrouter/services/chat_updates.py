@@ -21,7 +21,7 @@ from slackrouter.adapters.db.models import (
 )
 from slackrouter.adapters.slack import blocks
 from slackrouter.adapters.slack.gateway import SlackGateway, slack_error
-from slackrouter.services.delivery import NotYet, Undeliverable
+from slackrouter.services.delivery import Attempt, NotYet, Undeliverable
 
 UPDATE_PARENT = "update_parent"
 
@@ -59,7 +59,7 @@ class ParentUpdater:
     def __init__(self, slack: SlackGateway) -> None:
         self._slack = slack
 
-    async def update_parent(self, session: AsyncSession, item: OutboxItem) -> None:
+    async def update_parent(self, session: AsyncSession, item: Attempt) -> None:
         thread = await session.get_one(SlackThread, item.thread_id)
         if thread.thread_ts is None or thread.channel_id is None:
             if await _parent_failed(session, thread):

@@ -18,6 +18,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping
+from dataclasses import astuple, dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,7 +26,6 @@ import httpx
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import Row, Select, bindparam, exists, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import aliased
 
 from slackrouter.adapters.db.models import OutboxItem, Rep, SlackThread
 from slackrouter.adapters.mail import MailError
@@ -70,7 +70,38 @@ WEBHOOK_DEADLINE = timedelta(days=1)
 # the outbox brought up to date, at most this often (`_refresh_statistics`).
 ANALYZE_EVERY = 60.0
 
-Performer = Callable[[AsyncSession, OutboxItem], Awaitable[None]]
+
+@dataclass
+class Attempt:
+    """An outbox item taken for an attempt: its row's values, as a performer and the worker
+    change them. The worker writes back what changed in one statement after the attempt (and
+    `lease` before the call): a busy site makes dozens of posts a second, and the ORM's unit of
+    work (identity map, change tracking, flush) cost more than the post's statements."""
+
+    id: int
+    team_id: str
+    kind: str
+    conversation_id: str | None
+    thread_id: int | None
+    message_id: int | None
+    payload: dict[str, Any] | None
+    created_at: datetime
+    # What an attempt changes (`_STATE`).
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    result: dict[str, Any] | None
+    done_at: datetime | None
+
+    def state(self) -> tuple[Any, ...]:
+        return astuple(self)[_FIRST_STATE:]
+
+
+_FIRST_STATE = [field.name for field in fields(Attempt)].index("status")
+_STATE = [field.name for field in fields(Attempt)][_FIRST_STATE:]
+
+Performer = Callable[[AsyncSession, Attempt], Awaitable[None]]
 
 
 class NotYet(Exception):
@@ -89,22 +120,36 @@ class Undeliverable(Exception):
     """No retry can deliver this item (e.g. the rep to email has no address)."""
 
 
-_EARLIER = aliased(OutboxItem)
+_OUTBOX = OutboxItem.__table__
+_THREADS = SlackThread.__table__
+_REPS = Rep.__table__
+_EARLIER = _OUTBOX.alias()
 # An item to attempt, if it is still pending and due, and no earlier item of its thread is
 # pending. Built once: building it (an aliased EXISTS) cost more than running it.
 _TAKE = (
-    select(OutboxItem)
+    select(*(_OUTBOX.c[field.name] for field in fields(Attempt)))
     .where(
-        OutboxItem.id == bindparam("item"),
-        OutboxItem.status == "pending",
-        OutboxItem.next_attempt_at <= bindparam("now"),
+        _OUTBOX.c.id == bindparam("item"),
+        _OUTBOX.c.status == "pending",
+        _OUTBOX.c.next_attempt_at <= bindparam("now"),
         ~exists().where(
-            _EARLIER.thread_id == OutboxItem.thread_id,
-            _EARLIER.status == "pending",
-            _EARLIER.id < OutboxItem.id,
+            _EARLIER.c.thread_id == _OUTBOX.c.thread_id,
+            _EARLIER.c.status == "pending",
+            _EARLIER.c.id < _OUTBOX.c.id,
         ),
     )
     .with_for_update(skip_locked=True)
+)
+# An attempt's changes, written back.
+_SETTLE = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("item"))
+    .values({name: bindparam(f"new_{name}") for name in _STATE})
+)
+_LEASE = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("item"))
+    .values(result=bindparam("result"), next_attempt_at=bindparam("until"))
 )
 
 
@@ -112,40 +157,40 @@ _TAKE = (
 # building one, with its joins and lists, cost about as much as running it).
 #
 # An outbox item's Slack channel: its thread's, or its rep's DM (once opened).
-_CHANNEL = func.coalesce(SlackThread.channel_id, Rep.dm_channel_id)
-_PENDING = OutboxItem.status == "pending"
+_CHANNEL = func.coalesce(_THREADS.c.channel_id, _REPS.c.dm_channel_id)
+_PENDING = _OUTBOX.c.status == "pending"
 # In order of due time, which the due index gives whatever the planner knows of the table.
-_DUE_ORDER = (OutboxItem.next_attempt_at, OutboxItem.id)
+_DUE_ORDER = (_OUTBOX.c.next_attempt_at, _OUTBOX.c.id)
 
 
 def _with_channel(query: Select[Any]) -> Select[Any]:
     """`query` on the outbox, joined to what `_CHANNEL` reads."""
-    return query.outerjoin(SlackThread, SlackThread.id == OutboxItem.thread_id).outerjoin(
-        Rep, (Rep.team_id == SlackThread.team_id) & (Rep.user_id == SlackThread.rep_user_id)
+    return query.outerjoin(_THREADS, _THREADS.c.id == _OUTBOX.c.thread_id).outerjoin(
+        _REPS, (_REPS.c.team_id == _THREADS.c.team_id) & (_REPS.c.user_id == _THREADS.c.rep_user_id)
     )
 
 
 # What a round reads of an item.
 _ROUND_COLUMNS = (
-    OutboxItem.id,
-    OutboxItem.kind,
-    OutboxItem.conversation_id,
-    OutboxItem.thread_id,
+    _OUTBOX.c.id,
+    _OUTBOX.c.kind,
+    _OUTBOX.c.conversation_id,
+    _OUTBOX.c.thread_id,
     _CHANNEL.label("channel"),
 )
 # The due items of a round, in order of due time, at most BATCH.
 _DUE = _with_channel(
-    select(*_ROUND_COLUMNS).where(_PENDING, OutboxItem.next_attempt_at <= bindparam("now"))
+    select(*_ROUND_COLUMNS).where(_PENDING, _OUTBOX.c.next_attempt_at <= bindparam("now"))
 )
 _DUE_ANYWHERE = _DUE.order_by(*_DUE_ORDER).limit(BATCH)
 # ... leaving out the posts for booked channels ("booked"), unless they hold a slot there.
 _DUE_OUTSIDE_BOOKED = (
     _DUE.where(
         or_(
-            OutboxItem.kind.not_in(bindparam("paced", expanding=True)),
+            _OUTBOX.c.kind.not_in(bindparam("paced", expanding=True)),
             _CHANNEL.is_(None),
             _CHANNEL.not_in(bindparam("booked", expanding=True)),
-            OutboxItem.id.in_(bindparam("holding", expanding=True)),
+            _OUTBOX.c.id.in_(bindparam("holding", expanding=True)),
         )
     )
     .order_by(*_DUE_ORDER)
@@ -153,29 +198,29 @@ _DUE_OUTSIDE_BOOKED = (
 )
 # The first pending item of each of these threads, read by the thread index.
 _FIRST_PENDING = (
-    select(OutboxItem.thread_id, func.min(OutboxItem.id))
-    .where(_PENDING, OutboxItem.thread_id.in_(bindparam("threads", expanding=True)))
-    .group_by(OutboxItem.thread_id)
+    select(_OUTBOX.c.thread_id, func.min(_OUTBOX.c.id))
+    .where(_PENDING, _OUTBOX.c.thread_id.in_(bindparam("threads", expanding=True)))
+    .group_by(_OUTBOX.c.thread_id)
 )
 # Items by id, as a round reads them, with their due time: threads' first items it did not read.
 _FIRST_ITEMS = _with_channel(
-    select(*_ROUND_COLUMNS, OutboxItem.next_attempt_at).where(
-        OutboxItem.id.in_(bindparam("ids", expanding=True))
+    select(*_ROUND_COLUMNS, _OUTBOX.c.next_attempt_at).where(
+        _OUTBOX.c.id.in_(bindparam("ids", expanding=True))
     )
 )
 # The due posts for booked channels, to put off (`_park`).
 _DUE_IN_BOOKED = (
     _with_channel(
         select(
-            OutboxItem.id,
-            OutboxItem.thread_id,
-            OutboxItem.created_at,
-            OutboxItem.next_attempt_at,
+            _OUTBOX.c.id,
+            _OUTBOX.c.thread_id,
+            _OUTBOX.c.created_at,
+            _OUTBOX.c.next_attempt_at,
             _CHANNEL.label("channel"),
         ).where(
             _PENDING,
-            OutboxItem.next_attempt_at <= bindparam("now"),
-            OutboxItem.kind.in_(bindparam("paced", expanding=True)),
+            _OUTBOX.c.next_attempt_at <= bindparam("now"),
+            _OUTBOX.c.kind.in_(bindparam("paced", expanding=True)),
             _CHANNEL.in_(bindparam("booked", expanding=True)),
         )
     )
@@ -184,28 +229,28 @@ _DUE_IN_BOOKED = (
 )
 # Put off a post for a booked channel until its slot, if it is still pending and due.
 _PARK = (
-    update(OutboxItem.__table__)
+    update(_OUTBOX)
     .where(
-        OutboxItem.id == bindparam("item"),
+        _OUTBOX.c.id == bindparam("item"),
         _PENDING,
-        OutboxItem.next_attempt_at <= bindparam("due_by"),
+        _OUTBOX.c.next_attempt_at <= bindparam("due_by"),
     )
     .values(next_attempt_at=bindparam("until"))
 )
 # A thread's later items not due before its earlier one, which was told to wait until `until`.
 _KEEP_BEHIND = (
-    update(OutboxItem.__table__)
+    update(_OUTBOX)
     .where(
-        OutboxItem.thread_id == bindparam("thread"),
+        _OUTBOX.c.thread_id == bindparam("thread"),
         _PENDING,
-        OutboxItem.id > bindparam("item"),
-        OutboxItem.next_attempt_at < bindparam("until"),
+        _OUTBOX.c.id > bindparam("item"),
+        _OUTBOX.c.next_attempt_at < bindparam("until"),
     )
     .values(next_attempt_at=bindparam("until"))
 )
 # When the next item falls due, of those not due at the last round.
-_NEXT_DUE = select(func.min(OutboxItem.next_attempt_at)).where(
-    _PENDING, OutboxItem.next_attempt_at > bindparam("round_due")
+_NEXT_DUE = select(func.min(_OUTBOX.c.next_attempt_at)).where(
+    _PENDING, _OUTBOX.c.next_attempt_at > bindparam("round_due")
 )
 
 
@@ -214,12 +259,15 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=random.uniform(0.5, min(600.0, 2.0**attempts)))
 
 
-async def lease(session: AsyncSession, item: OutboxItem, now: datetime) -> None:
+async def lease(session: AsyncSession, item: Attempt, now: datetime) -> None:
     """Commit, before a call that cannot be taken back, that it may have been made: `result`
     says so (the next attempt looks before calling again) and no worker takes the item for
     `LEASE`. This commits the performer's session: its reads come before, its writes after."""
     item.result = {"uncertain": True}
     item.next_attempt_at = now + LEASE
+    await session.execute(
+        _LEASE, {"item": item.id, "result": item.result, "until": item.next_attempt_at}
+    )
     await session.commit()
 
 
@@ -492,14 +540,17 @@ class DeliveryWorker:
     async def _attempt(self, session: AsyncSession, item_id: int, key: str, held: set[str]) -> int:
         # Not taken: an item another replica holds (its row lock, its lease), and one after an
         # item of its thread still pending (each thread's order is kept across replicas).
-        item = await session.scalar(_TAKE, {"item": item_id, "now": self._clock()})
-        if item is None:
+        taken = (await session.execute(_TAKE, {"item": item_id, "now": self._clock()})).first()
+        if taken is None:
             held.add(key)
             return 0
+        item = Attempt(*taken)
+        before = item.state()
         bind_log_context(team=item.team_id, conversation=item.conversation_id)
         performer = self._performers.get(item.kind)
         if performer is None:
             self._failed(item, f"unknown outbox kind {item.kind!r}", self._clock(), permanent=True)
+            await self._settle(session, item, before)
             return 0
         due = item.next_attempt_at
         try:
@@ -507,15 +558,26 @@ class DeliveryWorker:
         except Exception as exc:
             if self._not_delivered(item, exc):
                 held.add(key)
+            await self._settle(session, item, before)
             await self._keep_behind(session, item, due)
             return 0
         item.status = "done"
         item.done_at = self._clock()
+        await self._settle(session, item, before)
         if item.kind == "email":
             CHATS_EMAILED.inc()
         return 1
 
-    async def _keep_behind(self, session: AsyncSession, item: OutboxItem, due: datetime) -> None:
+    @staticmethod
+    async def _settle(session: AsyncSession, item: Attempt, before: tuple[Any, ...]) -> None:
+        """Write what the attempt changed of the item (`lease` wrote what it changed before
+        the call)."""
+        state = item.state()
+        if state != before:
+            values = {f"new_{name}": value for name, value in zip(_STATE, state, strict=True)}
+            await session.execute(_SETTLE, {"item": item.id, **values})
+
+    async def _keep_behind(self, session: AsyncSession, item: Attempt, due: datetime) -> None:
         """An item told to wait takes its thread's later items with it. A round reads the
         earliest due items, a batch at a time, and none of a thread's can go before its first:
         left due before it, they would fill the batch round after round as items nobody can
@@ -528,7 +590,7 @@ class DeliveryWorker:
                 {"thread": item.thread_id, "item": item.id, "until": item.next_attempt_at},
             )
 
-    def _not_delivered(self, item: OutboxItem, exc: Exception) -> bool:
+    def _not_delivered(self, item: Attempt, exc: Exception) -> bool:
         """Record why the item was not delivered, timing any wait from now, after the attempt
         (a paced post is then tried when its slot comes, not before). Returns whether the
         thread's later items wait for it."""
@@ -559,9 +621,7 @@ class DeliveryWorker:
                 self._failed(item, f"{type(exc).__name__}: {exc}", now)
         return True
 
-    def _failed(
-        self, item: OutboxItem, error: str, now: datetime, *, permanent: bool = False
-    ) -> None:
+    def _failed(self, item: Attempt, error: str, now: datetime, *, permanent: bool = False) -> None:
         item.attempts += 1
         item.last_error = error
         if item.kind == "webhook":

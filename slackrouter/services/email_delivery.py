@@ -7,11 +7,11 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from slackrouter.adapters.db.models import Chatflow, Conversation, Message, OutboxItem, Rep
+from slackrouter.adapters.db.models import Chatflow, Conversation, Message, Rep
 from slackrouter.adapters.mail import Mailer
 from slackrouter.adapters.mail_render import TranscriptLine, chat_email
 from slackrouter.adapters.slack.gateway import SlackGateway
-from slackrouter.services.delivery import Undeliverable
+from slackrouter.services.delivery import Attempt, Undeliverable
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ class ChatMailer:
         self._mail_from = mail_from
         self._domain = mail_from.rsplit("@", 1)[-1].strip(" >") or "localhost"
 
-    async def send(self, session: AsyncSession, item: OutboxItem) -> None:
+    async def send(self, session: AsyncSession, item: Attempt) -> None:
         payload = item.payload or {}
         conversation = await session.get_one(Conversation, item.conversation_id)
         chatflow = await session.get_one(Chatflow, conversation.chatflow_id)

@@ -28,45 +28,76 @@ from slackrouter.adapters.db.models import (
 from slackrouter.adapters.slack import blocks
 from slackrouter.adapters.slack.gateway import SlackGateway, slack_error
 from slackrouter.clock import Clock, utcnow
-from slackrouter.services.delivery import CALL_TIMEOUT, NotYet, RetryLater, Undeliverable, lease
+from slackrouter.services.delivery import (
+    CALL_TIMEOUT,
+    Attempt,
+    NotYet,
+    RetryLater,
+    Undeliverable,
+    lease,
+)
 from slackrouter.services.pacing import ChannelPacer
 
 log = logging.getLogger(__name__)
 
 METADATA_EVENT = "slackrouter_post"
 
+# The tables the posts read and write, as Core tables: a post's statements are built once and
+# run without the ORM (see `Attempt`).
+_THREADS = SlackThread.__table__
+_REPS = Rep.__table__
+_CONVERSATIONS = Conversation.__table__
+_CHATFLOWS = Chatflow.__table__
+_MESSAGES = Message.__table__
+
 # What a chat's parent post says, from its thread: the conversation, its chatflow, its first
 # message (the outbox item's, bound as "message") and the rep's DM if it was opened before.
 _PARENT = (
     select(
-        SlackThread.thread_ts,
-        SlackThread.channel_id.label("thread_channel"),
-        SlackThread.rep_user_id,
-        Rep.dm_channel_id,
-        Conversation.visitor_name,
-        Conversation.identity_verified,
-        Conversation.page_url,
-        Conversation.routing,
-        Conversation.routing_outcome,
-        Chatflow.name.label("chatflow_name"),
-        Chatflow.channel_id.label("chatflow_channel"),
-        Chatflow.note_mode,
-        Chatflow.note_prefix,
-        Message.text,
+        _THREADS.c.thread_ts,
+        _THREADS.c.channel_id.label("thread_channel"),
+        _THREADS.c.rep_user_id,
+        _REPS.c.dm_channel_id,
+        _CONVERSATIONS.c.visitor_name,
+        _CONVERSATIONS.c.identity_verified,
+        _CONVERSATIONS.c.page_url,
+        _CONVERSATIONS.c.routing,
+        _CONVERSATIONS.c.routing_outcome,
+        _CHATFLOWS.c.name.label("chatflow_name"),
+        _CHATFLOWS.c.channel_id.label("chatflow_channel"),
+        _CHATFLOWS.c.note_mode,
+        _CHATFLOWS.c.note_prefix,
+        _MESSAGES.c.text,
     )
-    .select_from(SlackThread)
-    .join(Conversation, Conversation.id == SlackThread.conversation_id)
-    .join(Chatflow, Chatflow.id == Conversation.chatflow_id)
-    .outerjoin(Rep, (Rep.team_id == SlackThread.team_id) & (Rep.user_id == SlackThread.rep_user_id))
-    .outerjoin(Message, Message.id == bindparam("message"))
-    .where(SlackThread.id == bindparam("thread"))
+    .select_from(_THREADS)
+    .join(_CONVERSATIONS, _CONVERSATIONS.c.id == _THREADS.c.conversation_id)
+    .join(_CHATFLOWS, _CHATFLOWS.c.id == _CONVERSATIONS.c.chatflow_id)
+    .outerjoin(
+        _REPS, (_REPS.c.team_id == _THREADS.c.team_id) & (_REPS.c.user_id == _THREADS.c.rep_user_id)
+    )
+    .outerjoin(_MESSAGES, _MESSAGES.c.id == bindparam("message"))
+    .where(_THREADS.c.id == bindparam("thread"))
 )
 # Where a later message goes: the chat's thread, who the visitor is, and the message.
 _REPLY = (
-    select(SlackThread.channel_id, SlackThread.thread_ts, Conversation.visitor_name, Message.text)
-    .join(Conversation, Conversation.id == SlackThread.conversation_id)
-    .outerjoin(Message, Message.id == bindparam("message"))
-    .where(SlackThread.id == bindparam("thread"))
+    select(
+        _THREADS.c.channel_id, _THREADS.c.thread_ts, _CONVERSATIONS.c.visitor_name, _MESSAGES.c.text
+    )
+    .join(_CONVERSATIONS, _CONVERSATIONS.c.id == _THREADS.c.conversation_id)
+    .outerjoin(_MESSAGES, _MESSAGES.c.id == bindparam("message"))
+    .where(_THREADS.c.id == bindparam("thread"))
+)
+# A thread's first post, made.
+_POSTED = (
+    update(_THREADS)
+    .where(_THREADS.c.id == bindparam("thread"))
+    .values(channel_id=bindparam("channel"), thread_ts=bindparam("ts"))
+)
+# A rep's DM, opened once and remembered.
+_DM_OPENED = (
+    update(_REPS)
+    .where(_REPS.c.team_id == bindparam("team"), _REPS.c.user_id == bindparam("rep"))
+    .values(dm_channel_id=bindparam("channel"))
 )
 
 
@@ -86,7 +117,7 @@ class SlackPoster:
         self._dms: dict[tuple[str, str], str] = {}  # (team, rep): their DM, opened here
         self._opening: dict[tuple[str, str], asyncio.Lock] = {}
 
-    async def post_parent(self, session: AsyncSession, item: OutboxItem) -> None:
+    async def post_parent(self, session: AsyncSession, item: Attempt) -> None:
         # Every read comes before the Slack calls and every write after them: on SQLite the
         # first write takes the database's write lock, which must not wait on Slack. What the
         # post needs is read in one statement: a busy site makes dozens of posts a second.
@@ -113,25 +144,18 @@ class SlackPoster:
             note_hint=blocks.note_hint(chat.note_mode, chat.note_prefix),
         )
         ts = await self._post(session, item, channel, text, body, None)
-        # The item's own changes are written with its status, in one statement at the commit.
-        with session.no_autoflush:
+        # The item's own changes are written with its status, after the call.
+        await session.execute(_POSTED, {"thread": item.thread_id, "channel": channel, "ts": ts})
+        if (
+            chat.rep_user_id is not None
+            and chat.dm_channel_id is None
+            and channel != chat.chatflow_channel
+        ):
             await session.execute(
-                update(SlackThread)
-                .where(SlackThread.id == item.thread_id)
-                .values(channel_id=channel, thread_ts=ts)
+                _DM_OPENED, {"team": item.team_id, "rep": chat.rep_user_id, "channel": channel}
             )
-            if (
-                chat.rep_user_id is not None
-                and chat.dm_channel_id is None
-                and channel != chat.chatflow_channel
-            ):
-                await session.execute(  # the rep's DM: opened once, remembered
-                    update(Rep)
-                    .where(Rep.team_id == item.team_id, Rep.user_id == chat.rep_user_id)
-                    .values(dm_channel_id=channel)
-                )
 
-    async def post_reply(self, session: AsyncSession, item: OutboxItem) -> None:
+    async def post_reply(self, session: AsyncSession, item: Attempt) -> None:
         chat = (
             await session.execute(_REPLY, {"thread": item.thread_id, "message": item.message_id})
         ).one()
@@ -150,7 +174,7 @@ class SlackPoster:
     async def _post(
         self,
         session: AsyncSession,
-        item: OutboxItem,
+        item: Attempt,
         channel: str,
         text: str,
         body: list[dict[str, Any]],
@@ -202,7 +226,7 @@ class SlackPoster:
 
     @staticmethod
     async def _already_posted(
-        slack: SlackGateway, item: OutboxItem, channel: str, thread_ts: str | None
+        slack: SlackGateway, item: Attempt, channel: str, thread_ts: str | None
     ) -> str | None:
         for message in await slack.recent_messages(channel, thread_ts=thread_ts):
             metadata = message.get("metadata") or {}

@@ -11,8 +11,9 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slackrouter.adapters.db import repository as repo
-from slackrouter.adapters.db.models import Chatflow, Conversation, Message, OutboxItem
+from slackrouter.adapters.db.models import Chatflow, Conversation, Message
 from slackrouter.api.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from slackrouter.services.delivery import Attempt
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -52,7 +53,7 @@ class WebhookSender:
     def __init__(self, *, timeout: float = 10.0) -> None:
         self._timeout = timeout
 
-    async def send(self, session: AsyncSession, item: OutboxItem) -> None:
+    async def send(self, session: AsyncSession, item: Attempt) -> None:
         conversation = await session.get_one(Conversation, item.conversation_id)
         chatflow = await session.get_one(Chatflow, conversation.chatflow_id)
         if not chatflow.webhook_url:
