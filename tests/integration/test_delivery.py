@@ -523,3 +523,66 @@ async def test_posts_written_while_their_first_post_waits_do_not_stop_delivery(
     assert tried[:2] == [first, first]
     assert set(tried) == {first, *later, other}
     assert delivered == BATCH + 2
+
+
+async def test_posts_due_behind_a_first_post_that_waits_do_not_hold_up_other_chats(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A chat's later posts written while its first post waits for a slot a minute ahead are
+    due at once, and more of them than a round reads: a round that meets them puts them
+    behind the first post, and the next delivers the other chats' posts due after them (before,
+    no post was made until the first post's slot came)."""
+    clock = Clock()
+    first = await add(sessions, thread_id=1)
+    tried: list[int] = []
+
+    async def perform(session: AsyncSession, item: OutboxItem) -> None:
+        tried.append(item.id)
+        if item.id == first and len(tried) == 1:
+            raise RetryLater(60, "pacing posts to C1")
+
+    deliveries = DeliveryWorker(sessions, {"post": perform}, clock=clock.now, max_attempts=3)
+    assert await deliveries.run_once() == 0  # told to wait a minute
+    later = [await add(sessions, thread_id=1) for _ in range(BATCH)]  # the visitor writes on
+    other = await add(sessions, thread_id=2)
+    clock.seconds += 1
+    assert [await deliveries.run_once() for _ in range(2)] == [0, 1]
+    assert tried == [first, other]
+    async with sessions() as session:
+        waiting = await session.get_one(OutboxItem, first)
+        for item_id in later:
+            item = await session.get_one(OutboxItem, item_id)
+            assert (item.status, item.next_attempt_at) == ("pending", waiting.next_attempt_at)
+    clock.seconds += 60
+    assert sum([await deliveries.run_once() for _ in range(2)]) == BATCH + 1
+    assert tried[2:] == [first, *later]
+
+
+async def test_posts_behind_a_first_post_under_way_stay_due(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A first post being posted (leased) holds its thread's later posts only until its call
+    ends: they are not put off to the end of its lease, and go right after it."""
+    first = await add(sessions, thread_id=1)
+    later = await add(sessions, thread_id=1)
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(OutboxItem)
+            .where(OutboxItem.id == first)
+            .values(result={"uncertain": True}, next_attempt_at=utcnow() + timedelta(seconds=45))
+        )
+    tried: list[int] = []
+
+    async def perform(session: AsyncSession, item: OutboxItem) -> None:
+        tried.append(item.id)
+
+    deliveries = worker(sessions, perform)
+    assert await deliveries.run_once() == 0
+    async with sessions() as session:
+        assert (await session.get_one(OutboxItem, later)).next_attempt_at <= utcnow()
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(OutboxItem).where(OutboxItem.id == first).values(status="done")
+        )
+    assert await deliveries.run_once() == 1
+    assert tried == [later]
