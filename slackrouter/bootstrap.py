@@ -186,6 +186,7 @@ def build(
         email_debounce=settings.email_debounce_seconds,
         on_outbox=wake,
         gather_for=GATHER_FOR if engine.dialect.name == "postgresql" else 0.0,
+        pacer=delivery.pacer,
     )
     replies = Replies(sessions, notifier, slack, clock=clock, on_outbox=wake)
     bolt = AsyncApp(

@@ -218,6 +218,7 @@ async def serve_worker(settings: Settings) -> None:
         clock=utcnow,
         email_debounce=settings.email_debounce_seconds,
         on_outbox=delivery.wake,
+        pacer=delivery.pacer,
     )
     lines = await Lines.stdout()
     unanswered: set[asyncio.Future[VisitorMessageResult]] = set()

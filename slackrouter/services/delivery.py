@@ -315,6 +315,11 @@ class DeliveryWorker:
         self._round_due = clock()  # the last round took the items due by then
         self._analyzed = -ANALYZE_EVERY  # when this worker last refreshed the statistics
 
+    @property
+    def pacer(self) -> ChannelPacer:
+        """The pace of posts per channel, for the writer of new posts in this process."""
+        return self._pacer
+
     def wake(self) -> None:
         self._wake.set()
 

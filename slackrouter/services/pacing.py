@@ -106,6 +106,16 @@ class ChannelPacer:
             bucket.queued_until = slots[-1]
         return [slot - now for slot in slots]
 
+    def queue(self, channel: str) -> float:
+        """The seconds a new post to `channel` waits: none if the channel has a free slot and no
+        post queued, else until its slot behind the posts queued before it (the slot a round
+        putting it off would give it). The visitor message writer asks as it writes a post, so
+        that no round has to read it and write it again to put it off."""
+        bucket = self._bucket(channel, self._clock())
+        if bucket.tokens - 1 >= self._spare and bucket.queued_until <= bucket.updated:
+            return 0.0
+        return self.slots(channel, 1, queued=True)[0]
+
     def refused(self, channel: str) -> None:
         """Slack refused a post (a 429, an error), which used none of the channel's allowance:
         its token goes back. Refused again before the bucket could have filled up, the channel

@@ -44,6 +44,7 @@ from slackrouter.observability import VISITOR_MESSAGES, bind_log_context, chat_s
 from slackrouter.routing import Outcome
 from slackrouter.services import followups
 from slackrouter.services.notifier import FeedNotifier
+from slackrouter.services.pacing import ChannelPacer
 from slackrouter.services.router import Routed, Router, RoutingCache
 
 log = logging.getLogger(__name__)
@@ -184,13 +185,15 @@ class _NewMessage:
 
 @dataclass(eq=False)
 class _NewThread:
-    """A Slack thread a conversation started in the batch opens; its `id` once inserted."""
+    """A Slack thread a conversation started in the batch opens; its `id` once inserted, and
+    the channel its posts go to, where known (the chatflow's, or the rep's DM once opened)."""
 
     team_id: str
     conversation_id: str
     rep_user_id: str | None
     channel_id: str | None
     created_at: datetime
+    posts_to: str | None
     id: int = 0
 
     def values(self) -> dict[str, object]:
@@ -214,9 +217,10 @@ class _Planned:
 
 
 class _Thread(NamedTuple):
-    """A Slack thread opened before the batch."""
+    """A Slack thread opened before the batch, and the channel its posts go to, where known."""
 
     id: int
+    posts_to: str | None
 
 
 class _Post(NamedTuple):
@@ -260,8 +264,10 @@ class VisitorMessages:
         email_debounce: float,
         on_outbox: Callable[[], None],
         gather_for: float = 0.0,
+        pacer: ChannelPacer | None = None,
     ) -> None:
         self._sessions = sessions
+        self._pacer = pacer  # the delivery worker's, when it runs in this process
         self._gather_for = gather_for
         self._notifier = notifier
         self._router = router
@@ -383,7 +389,7 @@ class VisitorMessages:
                 session, (m.conversation_id for m in existing.values())
             )
             threads: dict[str, list[_NewThread | _Thread]] = {
-                conversation_id: [_Thread(id) for id in its]
+                conversation_id: [_Thread(id, open_.channels.get(id)) for id in its]
                 for conversation_id, its in open_.threads.items()
             }
             in_batch: dict[tuple[str, str, str], _NewMessage] = {}
@@ -425,7 +431,7 @@ class VisitorMessages:
                     else:
                         self._continue(conversation, request.message, stored, threads, work)
                         work.answers.append(_Planned(conversation, stored, False))
-            await _insert_rows(session, work)
+            await _insert_rows(session, work, self._due_times(work))
             await self._postpone_emails(session, work)
             agents = await self._offered_agents(session, work)
         return [
@@ -558,8 +564,10 @@ class VisitorMessages:
     ) -> None:
         payload = _parent_payload(chatflow, notify)
         for rep_user_id, channel_id in places(chatflow, notify):
+            rep = work.routing.reps.get((chatflow.team_id, rep_user_id or ""))
+            posts_to = channel_id or (rep.dm_channel_id if rep is not None else None)
             thread = _NewThread(
-                chatflow.team_id, conversation.id, rep_user_id, channel_id, work.now
+                chatflow.team_id, conversation.id, rep_user_id, channel_id, work.now, posts_to
             )
             work.threads.append(thread)
             work.posts.append(_Post("post_parent", thread, stored, conversation, payload))
@@ -586,6 +594,22 @@ class VisitorMessages:
             work.posts.append(_Post("post_reply", thread, stored, conversation, None))
         if conversation.id in work.email_waits:
             work.postponed.add(conversation.id)
+
+    def _due_times(self, work: _Batch) -> list[datetime]:
+        """When each of the batch's posts is due: at once, or, where its channel is known and
+        Slack's pace for it is taken up, at its slot behind the posts waiting for it. Written
+        due at once, a round of the delivery worker would read it and write it again with that
+        slot: under a flood of visitor messages, a round for every post written (on SQLite
+        0.1-0.25 s of the worker's CPU a second in the benchmark's ingest figure)."""
+        if self._pacer is None:
+            return [work.now] * len(work.posts)
+        pacer = self._pacer
+        return [
+            work.now + timedelta(seconds=pacer.queue(post.thread.posts_to))
+            if post.thread.posts_to is not None
+            else work.now
+            for post in work.posts
+        ]
 
     async def _postpone_emails(self, session: AsyncSession, work: _Batch) -> None:
         if not work.postponed:
@@ -677,11 +701,11 @@ _INSERT_THREADS = insert(SlackThread.__table__).returning(
 )
 
 
-async def _insert_rows(session: AsyncSession, work: _Batch) -> None:
+async def _insert_rows(session: AsyncSession, work: _Batch, due: list[datetime]) -> None:
     """Insert the batch's conversations, its messages and threads (learning their ids by their
-    keys), then its timers, feed entries and outbox rows: in one statement on PostgreSQL, a
-    statement per table on SQLite; and give the earlier conversations the names and emails
-    they were given."""
+    keys), then its timers, feed entries and outbox rows (each post due as `due` says): in one
+    statement on PostgreSQL, a statement per table on SQLite; and give the earlier
+    conversations the names and emails they were given."""
     if work.named:
         await session.execute(
             _NAME_CONVERSATIONS,
@@ -691,7 +715,7 @@ async def _insert_rows(session: AsyncSession, work: _Batch) -> None:
             ],
         )
     if session.bind.dialect.name == "postgresql":
-        await _insert_in_one_statement(session, work)
+        await _insert_in_one_statement(session, work, due)
         return
     await work.routing.write_stamps(session)
     if work.started:
@@ -727,8 +751,11 @@ async def _insert_rows(session: AsyncSession, work: _Batch) -> None:
                     message_id=stored.id,
                     now=work.now,
                     payload=payload,
+                    due=at,
                 )
-                for kind, thread, stored, conversation, payload in work.posts
+                for (kind, thread, stored, conversation, payload), at in zip(
+                    work.posts, due, strict=True
+                )
             ],
         )
 
@@ -741,7 +768,9 @@ def _conversation_rows(work: _Batch) -> list[dict[str, object]]:
     ]
 
 
-async def _insert_in_one_statement(session: AsyncSession, work: _Batch) -> None:
+async def _insert_in_one_statement(
+    session: AsyncSession, work: _Batch, due: list[datetime]
+) -> None:
     """`_insert_rows` on PostgreSQL: the rows as `batch_insert` takes them, with round
     robin's stamps."""
     if not work.stored:
@@ -765,8 +794,11 @@ async def _insert_in_one_statement(session: AsyncSession, work: _Batch) -> None:
                 "visitor_id": stored.visitor_id,
                 "client_message_id": stored.client_message_id,
                 "payload": payload,
+                "next_attempt_at": at,
             }
-            for kind, thread, stored, conversation, payload in work.posts
+            for (kind, thread, stored, conversation, payload), at in zip(
+                work.posts, due, strict=True
+            )
         ],
         stamps=work.routing.take_stamps(),
     )

@@ -187,3 +187,36 @@ async def test_one_visitors_first_messages_on_two_replicas_at_once_make_one_chat
             select(func.count()).select_from(OutboxItem).where(OutboxItem.kind == "post_parent")
         )
     assert (chats, messages, parents) == (3, 6, 3)
+
+
+async def test_a_post_to_a_channel_slack_would_not_take_now_is_written_due_at_its_slot(
+    app: App,
+) -> None:
+    """The writer gives each new post its channel's slot, as the delivery worker would a
+    round later: due at once where the channel has room, else behind the posts waiting for it
+    (Slack takes about one post a second per channel), so that no round has to read it and
+    write it again."""
+    async with app.database.sessions() as session, session.begin():
+        for user_id in REPS:
+            rep = await session.get_one(Rep, (TEAM_ID, user_id))
+            rep.dm_channel_id = f"D{user_id}"
+    free = await app.submit("v0", "m0")  # both reps' DMs have room
+    pacer = app.runtime.delivery.pacer
+    for user_id in REPS:  # then Slack's burst is used up in both
+        waits = [pacer.take(f"D{user_id}", f"earlier-{post}") for post in range(3)]
+        assert waits[:2] == [0, 0] and 0 < waits[2] < 0.1  # the third keeps the next slot
+    first = await app.submit("v1", "m0")
+    later = await app.submit("v1", "m1")
+
+    async def due_in(answer: Any) -> float:
+        async with app.database.sessions() as session:
+            item = await session.scalar(
+                select(OutboxItem).where(OutboxItem.message_id == answer.message_id)
+            )
+            assert item is not None
+            return (item.next_attempt_at - item.created_at).total_seconds()
+
+    assert await due_in(free) == 0
+    parent_waits, reply_waits = await due_in(first), await due_in(later)
+    assert 0.9 < parent_waits < 1.5  # the channel's next free slot
+    assert reply_waits > parent_waits + 0.5  # the slot after it

@@ -83,11 +83,11 @@ WITH new_conversations AS (
         next_attempt_at, payload, created_at
     )
     SELECT p.team_id, p.kind, p.conversation_id, coalesce(p.thread_id, t.id), m.id,
-        'pending', 0, :now, p.payload, :now
+        'pending', 0, p.next_attempt_at, p.payload, :now
     FROM json_to_recordset(CAST(:posts AS json)) AS p(
         team_id varchar, kind varchar, conversation_id varchar, thread_id bigint,
         rep_user_id varchar, channel_id varchar, chatflow_id varchar, visitor_id varchar,
-        client_message_id varchar, payload json, n bigint
+        client_message_id varchar, payload json, next_attempt_at timestamptz, n bigint
     )
     JOIN new_messages AS m
         ON m.chatflow_id = p.chatflow_id
@@ -125,7 +125,8 @@ async def insert_batch(
     """Insert the rows (each table's as its columns, created at `now`) and write round robin's
     `stamps` ((team, rep): when last given a chat); returns the messages' ids by key. A post
     names its thread by `thread_id`, or, for a thread of this batch, by its conversation, rep
-    and channel; and its message by chatflow, visitor and client id."""
+    and channel; its message by chatflow, visitor and client id; and when it is due
+    (`next_attempt_at`)."""
     rows = await session.execute(
         _INSERT_BATCH,
         {

@@ -132,15 +132,20 @@ _OPEN_AT = (
     .limit(1)
     .lateral("open")
 )
+# A thread's Slack channel: its own once its first post is made, else its rep's DM if opened.
+_THREAD_CHANNEL = func.coalesce(SlackThread.channel_id, Rep.dm_channel_id).label("thread_channel")
+_THREAD_REP = (Rep.team_id == SlackThread.team_id) & (Rep.user_id == SlackThread.rep_user_id)
 _OPEN_CONVERSATIONS = (
     select(
         _OPEN_AT,
         SlackThread.id.label("thread_id"),
+        _THREAD_CHANNEL,
         _timer_status(_OPEN_AT.c.id),
     )
     .select_from(_VISITORS)
     .join(_OPEN_AT, true())
     .outerjoin(SlackThread, SlackThread.conversation_id == _OPEN_AT.c.id)
+    .outerjoin(Rep, _THREAD_REP)
     .order_by(SlackThread.id)
 )
 
@@ -172,9 +177,11 @@ _OPEN_LISTED = (
     select(
         *_CHAT_COLUMNS,
         SlackThread.id.label("thread_id"),
+        _THREAD_CHANNEL,
         _timer_status(_CONVERSATIONS.c.id),
     )
     .outerjoin(SlackThread, SlackThread.conversation_id == _CONVERSATIONS.c.id)
+    .outerjoin(Rep, _THREAD_REP)
     .where(
         tuple_(_CONVERSATIONS.c.chatflow_id, _CONVERSATIONS.c.visitor_id).in_(_json_pairs("pairs")),
         _CONVERSATIONS.c.status == _OPEN,
@@ -226,6 +233,7 @@ class RepRow:
     is_bot: bool
     is_guest: bool
     last_assigned_at: datetime | None
+    dm_channel_id: str | None  # where the rep's chats are posted, once opened
 
 
 _REP_ROWS_BY_ID = select(*(Rep.__table__.c[f.name] for f in fields(RepRow))).where(
@@ -330,11 +338,12 @@ def _chat(row: Row[Any]) -> Chat:
 
 @dataclass
 class OpenConversations:
-    """Visitors' open conversations, their Slack threads' ids (oldest first), and which of them
-    have a timer of the asked kind pending."""
+    """Visitors' open conversations, their Slack threads' ids (oldest first) and channels (where
+    known), and which of them have a timer of the asked kind pending."""
 
     by_visitor: dict[tuple[str, str], Chat] = field(default_factory=dict)
     threads: dict[str, list[int]] = field(default_factory=dict)
+    channels: dict[int, str | None] = field(default_factory=dict)
     timer_pending: set[str] = field(default_factory=set)
 
 
@@ -363,6 +372,7 @@ async def open_conversations(
         threads = found.threads.setdefault(row.id, [])
         if row.thread_id is not None:
             threads.append(row.thread_id)
+            found.channels[row.thread_id] = row.thread_channel
         if row.timer_status == "pending":
             found.timer_pending.add(row.id)
     return found
@@ -430,8 +440,10 @@ def outbox_row(
     message_id: int | None,
     now: datetime,
     payload: dict[str, Any] | None = None,
+    due: datetime | None = None,
 ) -> dict[str, Any]:
-    """An outbox row's columns, owed now, for `add_outbox` or a Core insert of many."""
+    """An outbox row's columns, owed now (or when `due`), for `add_outbox` or a Core insert of
+    many."""
     return {
         "payload": payload,
         "team_id": team_id,
@@ -439,7 +451,7 @@ def outbox_row(
         "conversation_id": conversation_id,
         "thread_id": thread_id,
         "message_id": message_id,
-        "next_attempt_at": now,
+        "next_attempt_at": due or now,
         "created_at": now,
     }
 
