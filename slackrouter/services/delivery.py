@@ -336,7 +336,9 @@ class DeliveryWorker:
                 _stop_if_cancelled()
                 log.exception("delivery round failed")
             try:
-                idle = await self._idle(poll_interval)
+                # Woken during the round (a batch of visitor messages, a full batch read): the
+                # next round comes at once, and when the next item falls due is not needed.
+                idle = 0.0 if self._wake.is_set() else await self._idle(poll_interval)
             except Exception:
                 _stop_if_cancelled()
                 log.exception("could not read when the next delivery is due")
