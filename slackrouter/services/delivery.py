@@ -27,6 +27,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import Row, Select, bindparam, exists, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from slackrouter.adapters.db import repository as repo
 from slackrouter.adapters.db.models import OutboxItem, Rep, SlackThread
 from slackrouter.adapters.mail import MailError
 from slackrouter.adapters.slack.gateway import PERMANENT_ERRORS, slack_error
@@ -157,7 +158,7 @@ _LEASE = (
 # building one, with its joins and lists, cost about as much as running it).
 #
 # An outbox item's Slack channel: its thread's, or its rep's DM (once opened).
-_CHANNEL = func.coalesce(_THREADS.c.channel_id, _REPS.c.dm_channel_id)
+_CHANNEL = repo.THREAD_CHANNEL
 _PENDING = _OUTBOX.c.status == "pending"
 # In order of due time, which the due index gives whatever the planner knows of the table.
 _DUE_ORDER = (_OUTBOX.c.next_attempt_at, _OUTBOX.c.id)
@@ -166,7 +167,7 @@ _DUE_ORDER = (_OUTBOX.c.next_attempt_at, _OUTBOX.c.id)
 def _with_channel(query: Select[Any]) -> Select[Any]:
     """`query` on the outbox, joined to what `_CHANNEL` reads."""
     return query.outerjoin(_THREADS, _THREADS.c.id == _OUTBOX.c.thread_id).outerjoin(
-        _REPS, (_REPS.c.team_id == _THREADS.c.team_id) & (_REPS.c.user_id == _THREADS.c.rep_user_id)
+        _REPS, repo.THREAD_REP
     )
 
 

@@ -111,8 +111,9 @@ class ChannelPacer:
         post queued, else until its slot behind the posts queued before it (the slot a round
         putting it off would give it). The visitor message writer asks as it writes a post, so
         that no round has to read it and write it again to put it off."""
-        bucket = self._bucket(channel, self._clock())
-        if bucket.tokens - 1 >= self._spare and bucket.queued_until <= bucket.updated:
+        now = self._clock()
+        bucket = self._bucket(channel, now)
+        if bucket.tokens - 1 >= self._spare and bucket.queued_until <= now:
             return 0.0
         return self.slots(channel, 1, queued=True)[0]
 

@@ -17,6 +17,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from slackrouter.adapters.db import repository as repo
 from slackrouter.adapters.db.models import (
     Chatflow,
     Conversation,
@@ -72,9 +73,7 @@ _PARENT = (
     .select_from(_THREADS)
     .join(_CONVERSATIONS, _CONVERSATIONS.c.id == _THREADS.c.conversation_id)
     .join(_CHATFLOWS, _CHATFLOWS.c.id == _CONVERSATIONS.c.chatflow_id)
-    .outerjoin(
-        _REPS, (_REPS.c.team_id == _THREADS.c.team_id) & (_REPS.c.user_id == _THREADS.c.rep_user_id)
-    )
+    .outerjoin(_REPS, repo.THREAD_REP)
     .outerjoin(_MESSAGES, _MESSAGES.c.id == bindparam("message"))
     .where(_THREADS.c.id == bindparam("thread"))
 )

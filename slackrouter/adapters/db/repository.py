@@ -132,20 +132,25 @@ _OPEN_AT = (
     .limit(1)
     .lateral("open")
 )
-# A thread's Slack channel: its own once its first post is made, else its rep's DM if opened.
-_THREAD_CHANNEL = func.coalesce(SlackThread.channel_id, Rep.dm_channel_id).label("thread_channel")
-_THREAD_REP = (Rep.team_id == SlackThread.team_id) & (Rep.user_id == SlackThread.rep_user_id)
+# A Slack thread's rep (a join condition, as the rep's table is joined to the thread's) and the
+# channel its posts go to: its own once its first post is made, else its rep's DM if opened.
+# The writer, the delivery round and the Slack poster all read them.
+_THREAD_TABLE, _REP_TABLE = SlackThread.__table__, Rep.__table__
+THREAD_REP = (_REP_TABLE.c.team_id == _THREAD_TABLE.c.team_id) & (
+    _REP_TABLE.c.user_id == _THREAD_TABLE.c.rep_user_id
+)
+THREAD_CHANNEL = func.coalesce(_THREAD_TABLE.c.channel_id, _REP_TABLE.c.dm_channel_id)
 _OPEN_CONVERSATIONS = (
     select(
         _OPEN_AT,
         SlackThread.id.label("thread_id"),
-        _THREAD_CHANNEL,
+        THREAD_CHANNEL.label("thread_channel"),
         _timer_status(_OPEN_AT.c.id),
     )
     .select_from(_VISITORS)
     .join(_OPEN_AT, true())
     .outerjoin(SlackThread, SlackThread.conversation_id == _OPEN_AT.c.id)
-    .outerjoin(Rep, _THREAD_REP)
+    .outerjoin(_REP_TABLE, THREAD_REP)
     .order_by(SlackThread.id)
 )
 
@@ -177,11 +182,11 @@ _OPEN_LISTED = (
     select(
         *_CHAT_COLUMNS,
         SlackThread.id.label("thread_id"),
-        _THREAD_CHANNEL,
+        THREAD_CHANNEL.label("thread_channel"),
         _timer_status(_CONVERSATIONS.c.id),
     )
     .outerjoin(SlackThread, SlackThread.conversation_id == _CONVERSATIONS.c.id)
-    .outerjoin(Rep, _THREAD_REP)
+    .outerjoin(_REP_TABLE, THREAD_REP)
     .where(
         tuple_(_CONVERSATIONS.c.chatflow_id, _CONVERSATIONS.c.visitor_id).in_(_json_pairs("pairs")),
         _CONVERSATIONS.c.status == _OPEN,
