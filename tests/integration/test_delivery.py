@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -499,12 +500,22 @@ async def test_a_thread_whose_first_post_waits_does_not_stop_the_others(
             )
 
 
-async def test_posts_written_while_their_first_post_waits_do_not_stop_delivery(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    """A chat's later posts written after its first post was told to wait are due at once,
-    before it: when it falls due, it is behind them in the order of due time. The round still
-    finds it, and another chat's post behind them both."""
+@dataclass
+class WaitingChat:
+    """A chat whose first post was told to wait, on its first try; BATCH later posts of the
+    chat written after that (due at once), and another chat's post after them."""
+
+    clock: Clock
+    deliveries: DeliveryWorker
+    tried: list[int]  # the items attempted, in order
+    first: int
+    later: list[int]
+    other: int
+
+
+async def first_post_told_to_wait(
+    sessions: async_sessionmaker[AsyncSession], seconds: float
+) -> WaitingChat:
     clock = Clock()
     first = await add(sessions, thread_id=1)
     tried: list[int] = []
@@ -512,12 +523,24 @@ async def test_posts_written_while_their_first_post_waits_do_not_stop_delivery(
     async def perform(session: AsyncSession, item: OutboxItem) -> None:
         tried.append(item.id)
         if item.id == first and len(tried) == 1:
-            raise RetryLater(30, "pacing posts to C1")
+            raise RetryLater(seconds, "pacing posts to C1")
 
     deliveries = DeliveryWorker(sessions, {"post": perform}, clock=clock.now, max_attempts=3)
-    assert await deliveries.run_once() == 0  # told to wait 30 s
+    assert await deliveries.run_once() == 0  # told to wait
     later = [await add(sessions, thread_id=1) for _ in range(BATCH)]  # the visitor writes on
     other = await add(sessions, thread_id=2)
+    return WaitingChat(clock, deliveries, tried, first, later, other)
+
+
+async def test_posts_written_while_their_first_post_waits_do_not_stop_delivery(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A chat's later posts written after its first post was told to wait are due at once,
+    before it: when it falls due, it is behind them in the order of due time. The round still
+    finds it, and another chat's post behind them both."""
+    chat = await first_post_told_to_wait(sessions, 30)
+    clock, deliveries, tried = chat.clock, chat.deliveries, chat.tried
+    first, later, other = chat.first, chat.later, chat.other
     clock.seconds += 31
     delivered = sum([await deliveries.run_once() for _ in range(3)])
     assert tried[:2] == [first, first]
@@ -532,19 +555,9 @@ async def test_posts_due_behind_a_first_post_that_waits_do_not_hold_up_other_cha
     due at once, and more of them than a round reads: a round that meets them puts them
     behind the first post, and the next delivers the other chats' posts due after them (before,
     no post was made until the first post's slot came)."""
-    clock = Clock()
-    first = await add(sessions, thread_id=1)
-    tried: list[int] = []
-
-    async def perform(session: AsyncSession, item: OutboxItem) -> None:
-        tried.append(item.id)
-        if item.id == first and len(tried) == 1:
-            raise RetryLater(60, "pacing posts to C1")
-
-    deliveries = DeliveryWorker(sessions, {"post": perform}, clock=clock.now, max_attempts=3)
-    assert await deliveries.run_once() == 0  # told to wait a minute
-    later = [await add(sessions, thread_id=1) for _ in range(BATCH)]  # the visitor writes on
-    other = await add(sessions, thread_id=2)
+    chat = await first_post_told_to_wait(sessions, 60)
+    clock, deliveries, tried = chat.clock, chat.deliveries, chat.tried
+    first, later, other = chat.first, chat.later, chat.other
     clock.seconds += 1
     assert [await deliveries.run_once() for _ in range(2)] == [0, 1]
     assert tried == [first, other]
