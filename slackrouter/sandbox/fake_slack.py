@@ -121,6 +121,7 @@ class _Fault(_Pending):
 @dataclass
 class _Stall(_Pending):
     seconds: float
+    answered_first: bool = False
 
 
 _P = TypeVar("_P", bound=_Pending)
@@ -660,10 +661,14 @@ class FakeSlack(FakeSlackAppMixin):
             error = {429: "ratelimited"}.get(status, "internal_error")
         self._faults.setdefault(method, []).append(_Fault(times, status, error, retry_after))
 
-    def stall(self, method: str, seconds: float, times: int = 1) -> None:
+    def stall(
+        self, method: str, seconds: float, times: int = 1, *, answered_first: bool = False
+    ) -> None:
         """Wait `seconds` before answering the next `times` calls to `method` (a slow Slack).
-        A stalled answer ends early if the client gives up and disconnects."""
-        self._stalls.setdefault(method, []).append(_Stall(times, seconds))
+        A stalled answer ends early if the client gives up and disconnects. `answered_first`:
+        the answer is made at once and arrives `seconds` later (what it says may be out of
+        date by then)."""
+        self._stalls.setdefault(method, []).append(_Stall(times, seconds, answered_first))
 
     def rate_limit_per_channel(self, per_second: float | None = 1.0, *, burst: int = 3) -> None:
         """Enforce chat.postMessage's limit of about one message per second per channel: a
@@ -852,7 +857,7 @@ class FakeSlack(FakeSlackAppMixin):
         param_token = params.pop("token", None)
         token = _bearer(request) or param_token
         stall = _take(self._stalls, method)
-        if stall is not None:
+        if stall is not None and not stall.answered_first:
             await _sleep_unless_disconnected(request, stall.seconds)
         headers: dict[str, str] = {}
         fault = _take(self._faults, method)
@@ -864,6 +869,8 @@ class FakeSlack(FakeSlackAppMixin):
             authorization = request.headers.get("authorization", "")
             status, body, headers = self._answer(method, params, token, authorization)
         self.calls.append(Call(method, copy.deepcopy(params), copy.deepcopy(body), status))
+        if stall is not None and stall.answered_first:
+            await _sleep_unless_disconnected(request, stall.seconds)
         await self._flush_outbox()
         return Response(
             json.dumps(body),

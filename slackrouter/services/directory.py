@@ -276,7 +276,10 @@ class Directory:
                 await repo.ensure_reps(session, team_id, found)
                 await session.flush()
                 for user_id, rep in (await repo.reps_by_id(session, team_id, found)).items():
-                    _store_dnd(rep, found[user_id], now)
+                    # A `dnd_updated_user` event stored while the call was out is newer than
+                    # the answer, which Slack may have made before that change.
+                    if rep.dnd_checked_at is None or rep.dnd_checked_at <= now:
+                        _store_dnd(rep, found[user_id], now)
         return calls
 
     async def dnd_updated(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -329,6 +330,26 @@ async def test_dnd_updated_applies_windows_and_snooze(env: Env) -> None:
 
     await env.directory.dnd_updated(team_id=TEAM, user_id=BOB, dnd_status=cases[0][0])
     assert await env.rep(BOB) is None  # not a rep: the event is for every workspace member
+
+
+async def test_a_dnd_answer_made_before_an_event_does_not_undo_it(env: Env) -> None:
+    """`dnd.teamInfo` answers that Alice is in DND, the answer is slow to arrive, and Slack
+    meanwhile announces she has left it: the late answer must not put her back."""
+    await env.directory.refresh_dnd(team_id=TEAM, user_ids=[ALICE])  # her row
+    env.fake.set_dnd(ALICE, True)
+    env.fake.stall("dnd.teamInfo", 0.5, answered_first=True)
+    poll = asyncio.create_task(env.directory.refresh_dnd(team_id=TEAM, user_ids=[ALICE]))
+    for _ in range(400):  # until Slack has answered: the answer is on its way for 0.5 s
+        if len(env.fake.calls_to("dnd.teamInfo")) == 2:
+            break
+        await asyncio.sleep(0.005)
+    assert env.fake.calls_to("dnd.teamInfo")[-1].response["users"][ALICE]["dnd_enabled"]
+
+    env.fake.set_dnd(ALICE, False)
+    await env.directory.dnd_updated(team_id=TEAM, user_id=ALICE, dnd_status={"dnd_enabled": False})
+    assert await poll == 1
+    rep = await env.rep(ALICE)
+    assert rep is not None and rep.dnd is False
 
 
 async def test_dnd_updated_user_event_over_signed_http_updates_the_rep(env: Env) -> None:
