@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from sqlalchemy.util import await_
 
 from slackrouter.adapters.db import inline_sqlite
+from slackrouter.adapters.db.wal_checkpoints import WalCheckpoints
 from slackrouter.config import sqlite_path
 
 # Every connection a process opens is kept, up to this many (the default pool's most: 5 kept and
@@ -53,6 +54,9 @@ def create_engine(database_url: str, *, schema: str | None = None) -> AsyncEngin
         event.listen(engine.sync_engine.pool, "checkout", _ping_if_idle)
     if database_url.startswith("sqlite"):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        if path is not None:
+            event.listen(engine.sync_engine, "connect", _no_automatic_checkpoints)
+            event.listen(engine.sync_engine, "commit", WalCheckpoints(path).committed)
         WriteGate(None if path is None else _lock_file(path)).attach(engine)
     return engine
 
@@ -245,6 +249,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _no_automatic_checkpoints(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA wal_autocheckpoint=0")  # WalCheckpoints' thread does it
     cursor.close()
 
 
