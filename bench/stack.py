@@ -41,12 +41,6 @@ from slackrouter.sandbox.scratch_database import TEAM_ID, ScratchDatabase, scrat
 SIGNING_SECRET = "bench-signing-secret-5c0f1e2d3a4b"
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-# Slack's Web API answers an app tens of milliseconds after it asks, at best: the fake Slack
-# answers each call 40 ms late, which is also what it took by accident until its server set
-# TCP_NODELAY (each answer then waited for the caller's delayed ACK), so figures stay
-# comparable with those measured before. Delivery's speed while visitor messages are written
-# depends on it (two posts under way at once).
-SLACK_LATENCY = 0.04
 ROOT = Path(__file__).resolve().parent.parent  # where `python -m bench.…` finds the package
 
 
@@ -133,7 +127,6 @@ class FakeSlack:
             self._workdir,
             SIGNING_SECRET,
             ((user_id, f"Rep{user_id[1:]}") for user_id in self._members),
-            latency=SLACK_LATENCY,
         )
         self._http = httpx.AsyncClient(base_url=self.url, timeout=60)
 

@@ -39,9 +39,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--signing-secret", required=True, help="the app's signing secret")
     parser.add_argument("--events-url", help="the app's /slack/events URL (also settable later)")
     parser.add_argument("--rep", type=_rep, action="append", help="a member, ID=Name")
-    parser.add_argument(
-        "--latency", type=float, default=0.0, help="seconds each Web API call waits (default 0)"
-    )
     return parser
 
 
@@ -61,7 +58,6 @@ def workspace(reps: Sequence[tuple[str, str]]) -> FakeSlack:
 
 async def run(args: argparse.Namespace) -> None:
     slack = workspace(args.rep or [_rep(r) for r in DEFAULT_REPS])
-    slack.latency = args.latency
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -376,9 +376,6 @@ class FakeSlack(FakeSlackAppMixin):
         self.echo_bot_messages = False
         """True delivers the app's own posts, edits and deletions back to it as events, as
         Slack does; apps are expected to ignore them."""
-        self.latency = 0.0
-        """Seconds every Web API call waits before it is answered, as Slack's own answers take
-        tens of milliseconds or more to reach an app (the benchmark sets it)."""
 
         self.tokens: dict[str, str] = {bot_token: bot_user_id}
         self.users: dict[str, JSON] = {}
@@ -859,8 +856,6 @@ class FakeSlack(FakeSlackAppMixin):
         params = await _read_params(request)
         param_token = params.pop("token", None)
         token = _bearer(request) or param_token
-        if self.latency:
-            await _sleep_unless_disconnected(request, self.latency)
         stall = _take(self._stalls, method)
         if stall is not None and not stall.answered_first:
             await _sleep_unless_disconnected(request, stall.seconds)

@@ -228,15 +228,10 @@ class AppProcess:
 
 
 async def start_fake_slack(
-    workdir: Path,
-    signing_secret: str,
-    members: Iterable[tuple[str, str]],
-    *,
-    latency: float = 0.0,
+    workdir: Path, signing_secret: str, members: Iterable[tuple[str, str]]
 ) -> tuple[ChildProcess, str]:
     """`python -m slackrouter.sandbox` with these members (`(user id, name)`), its log and URL
-    file in `workdir`, answering each Web API call after `latency` seconds; returns it once it
-    serves, with its base URL."""
+    file in `workdir`; returns it once it serves, with its base URL."""
     url_file = workdir / "slack.url"
     url_file.unlink(missing_ok=True)
     process = ChildProcess(
@@ -252,7 +247,6 @@ async def start_fake_slack(
             "--signing-secret",
             signing_secret,
             *(f"--rep={user_id}={name}" for user_id, name in members),
-            f"--latency={latency}",
         ],
         workdir / "slack.log",
     )

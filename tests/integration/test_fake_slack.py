@@ -417,17 +417,6 @@ async def test_a_stalled_call_times_out_the_client_and_then_recovers(slack: Slac
     assert time.monotonic() - started < 2
 
 
-async def test_latency_holds_every_call_until_it_is_lifted(slack: Slack) -> None:
-    slack.fake.latency = 30.0
-    impatient = slack.client_with("xoxb-fake", timeout=0.2)
-
-    for call in (impatient.auth_test, impatient.users_list):
-        with pytest.raises((asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
-            await call()
-    slack.fake.latency = 0.0
-    assert (await impatient.auth_test())["user_id"] == "UBOT"
-
-
 async def test_per_channel_rate_limit(slack: Slack) -> None:
     slack.fake.rate_limit_per_channel(per_second=1.0, burst=2)
 
