@@ -74,7 +74,10 @@ class ChannelPacer:
 
     def free(self, channel: str) -> bool:
         """Whether a post to `channel` would go now (`take` would answer 0)."""
-        return self._bucket(channel, self._clock()).tokens - 1 >= self._spare
+        return self._has_slot(self._bucket(channel, self._clock()))
+
+    def _has_slot(self, bucket: _Bucket) -> bool:
+        return bucket.tokens - 1 >= self._spare
 
     def booked(self, beyond: float) -> Booked:
         """The channels whose next free slot is more than `beyond` seconds away: posts to them
@@ -113,7 +116,7 @@ class ChannelPacer:
         that no round has to read it and write it again to put it off."""
         now = self._clock()
         bucket = self._bucket(channel, now)
-        if bucket.tokens - 1 >= self._spare and bucket.queued_until <= now:
+        if self._has_slot(bucket) and bucket.queued_until <= now:
             return 0.0
         return self.slots(channel, 1, queued=True)[0]
 

@@ -39,7 +39,6 @@ class WalCheckpoints:
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._after, self._idle_for = CHECKPOINT_AFTER, IDLE_FOR
         self._lock = threading.Lock()
         self._committed = threading.Event()
         self._running = False
@@ -55,8 +54,8 @@ class WalCheckpoints:
     def _run(self) -> None:
         connection: sqlite3.Connection | None = None
         try:
-            while self._committed.wait(self._idle_for) or not self._stop_if_idle():
-                time.sleep(self._after)  # the commits of a busy moment, copied together
+            while self._committed.wait(IDLE_FOR) or not self._stop_if_idle():
+                time.sleep(CHECKPOINT_AFTER)  # the commits of a busy moment, copied together
                 self._committed.clear()
                 connection = connection or self._connect()
                 if connection is not None:
