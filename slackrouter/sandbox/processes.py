@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -32,7 +33,33 @@ HOST = "127.0.0.1"
 T = TypeVar("T")
 
 
+def _ephemeral_ports() -> range:
+    """The ports the kernel gives outgoing connections and `bind(0)` (Linux's default if
+    /proc does not say)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    except (OSError, ValueError):
+        return range(32768, 61000)
+    return range(int(low), int(high) + 1)
+
+
 def free_port() -> int:
+    """A loopback port nobody listens on, for a server started later (a child process).
+
+    Taken from below the kernel's ephemeral range: a port from `bind(0)` is free only until
+    the next outgoing connection or `bind(0)` anywhere on the machine, and the tests run
+    in parallel, so the server that binds it a second later could find it taken. Below the
+    range, only a server asking for that very port can take it.
+    """
+    ephemeral = _ephemeral_ports()
+    choices = range(max(1024, ephemeral.start - 12000), ephemeral.start)
+    for port in random.sample(choices, k=min(200, len(choices))):
+        with socket.socket() as probe:
+            try:
+                probe.bind((HOST, port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as probe:
         probe.bind((HOST, 0))
         return int(probe.getsockname()[1])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,17 +17,12 @@ from slackrouter.adapters.db.migrate import upgrade
 from slackrouter.check import Finding, report, run_checks
 from slackrouter.cli import main
 from slackrouter.sandbox.fake_slack import FakeSlack
+from slackrouter.sandbox.processes import free_port
 from slackrouter.sandbox.server import serve
 from slackrouter.slack_manifest import bot_scopes
 from tests.integration.test_mail import Inbox, accept_only
 
 APP_TOKEN = "xapp-1-A0001-1-checktoken"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -84,7 +78,7 @@ def smtp() -> Iterator[int]:
     controller = Controller(
         Inbox(),
         hostname="127.0.0.1",
-        port=_free_port(),
+        port=free_port(),
         authenticator=accept_only("slackrouter", "right"),
         auth_require_tls=False,
     )

@@ -20,6 +20,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from slackrouter.adapters.mail import Mailer, MailError, MboxMailer, SmtpMailer
 from slackrouter.adapters.mail_render import TranscriptLine
+from slackrouter.sandbox.processes import free_port
 from tests.mail_samples import CHAT_HEADERS, parse_email, sample_chat
 
 HOST = "127.0.0.1"
@@ -34,12 +35,6 @@ def chat(**overrides: Any) -> EmailMessage:
         TranscriptLine("Nora", "From Oslo, that is.", T0 + timedelta(seconds=30)),
     ]
     return sample_chat(**{"transcript": transcript, "conversation_id": "conv-1", **overrides})
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
 @dataclass

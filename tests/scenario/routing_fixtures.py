@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import email
 import json
-import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from slackrouter.clock import utcnow
 from slackrouter.config import Settings
 from slackrouter.routing.hours import DAY_NAMES
 from slackrouter.sandbox.fake_slack import FakeSlack
+from slackrouter.sandbox.processes import free_port
 from slackrouter.sandbox.server import serve
 from slackrouter.services.chatflows import ChatflowSpec, create_chatflow
 from tests.conftest import Database
@@ -93,17 +93,11 @@ class Inbox:
         return [message for rcpt_tos, message in self.messages if address in rcpt_tos]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(name="smtp_server")
 def smtp_server_fixture() -> Iterator[tuple[Inbox, int]]:
     """An SMTP server on a free loopback port, and what it received."""
     inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=_free_port())
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
     controller.start()
     try:
         yield inbox, controller.port

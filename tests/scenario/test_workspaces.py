@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import html
 import re
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,7 @@ from slackrouter.clock import utcnow
 from slackrouter.config import Settings
 from slackrouter.sandbox.fake_slack import FakeSlack
 from slackrouter.sandbox.fake_slack_workspaces import FakeSlackWorkspaces
+from slackrouter.sandbox.processes import free_port
 from slackrouter.sandbox.server import serve
 from slackrouter.sandbox.slack_requests import message_event
 from slackrouter.services.chatflow_admin import ChatflowAdmin, ChatflowNotFound
@@ -38,12 +38,6 @@ from tests.scenario.conftest import SIGNING_SECRET, Chat, eventually
 ACME, GLOBEX = "T0ACME", "T0GLOBEX"
 ALICE, GINA = "U0ALICE", "U0GINA"  # a rep at Acme, a rep at Globex
 KEY = Fernet.generate_key().decode()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -102,7 +96,7 @@ async def org(database: Database) -> AsyncIterator[Org]:
     slack = FakeSlackWorkspaces(
         _workspace(ACME, "Acme", ALICE, "Alice"), _workspace(GLOBEX, "Globex", GINA, "Gina")
     )
-    port = _free_port()
+    port = free_port()
     async with serve(slack.asgi) as slack_url:
         settings = Settings(
             slack_client_id=slack[ACME].client_id,
@@ -207,7 +201,11 @@ async def test_two_workspaces_never_see_each_others_chatflows_contacts_chats_or_
 
     # Events: a Globex event that names Acme's DM and thread does not reach Acme's visitor.
     forged = message_event(
-        GINA, f"D{ALICE}", "crossing over", "1999999999.000100", acme_parent["ts"],
+        GINA,
+        f"D{ALICE}",
+        "crossing over",
+        "1999999999.000100",
+        acme_parent["ts"],
         team_id=GLOBEX,
     )
     assert (await globex.slack.sender.send_event(forged)).status_code == 200
@@ -304,9 +302,9 @@ async def test_two_replicas_rotating_an_expiring_token_at_once_refresh_it_once(
         here, there = await asyncio.gather(
             org.runtime.slack.for_team(ACME), replica.slack.for_team(ACME)
         )
-        grants = [
-            c for c in acme.calls_to("oauth.v2.access") if c.response.get("refresh_token")
-        ][1:]  # after the install's own
+        grants = [c for c in acme.calls_to("oauth.v2.access") if c.response.get("refresh_token")][
+            1:
+        ]  # after the install's own
         assert len(grants) == 1
         fresh = grants[0].response["access_token"]
         assert here.client.token == there.client.token == fresh
