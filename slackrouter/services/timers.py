@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 
 BATCH = 100
 # The due timers, earliest first: read every TIMER_POLL_INTERVAL by every replica, mostly to find
-# none. Built once: building it (an ORM select, its comparisons coerced) cost several times
-# running it, and more in a process woken from idle, its caches cold.
+# none. Built once: building it at every poll (an ORM select, its comparisons coerced) took more
+# of an idle web process's samples than running it (py-spy), its caches cold each time.
 _DUE = (
     select(Timer.id)
     .where(Timer.status == "pending", Timer.due_at <= bindparam("now"))
