@@ -25,13 +25,13 @@ class AppServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, notifier: FeedNotifier) -> None:
         super().__init__(config)
         self._notifier = notifier
-        self._exit_asked: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._exit_asked = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None  # serving's, once it serves
 
     async def main_loop(self) -> None:
         """uvicorn's loop, waking once a TICK instead of ten times, and at once when a signal
         asks the server to stop."""
-        self._loop, self._exit_asked = asyncio.get_running_loop(), asyncio.Event()
+        self._loop = asyncio.get_running_loop()
         counter = 0
         should_exit = await self.on_tick(counter)
         while not should_exit:
@@ -42,7 +42,7 @@ class AppServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
-        if self._loop is not None and self._exit_asked is not None and not self._loop.is_closed():
+        if self._loop is not None and not self._loop.is_closed():
             # A signal handler may run in the middle of the loop's own work: the event is set
             # from the loop's next turn.
             self._loop.call_soon_threadsafe(self._exit_asked.set)

@@ -33,14 +33,13 @@ HOST = "127.0.0.1"
 T = TypeVar("T")
 
 
-def _ephemeral_ports() -> range:
-    """The ports the kernel gives outgoing connections and `bind(0)` (Linux's default if
+def _first_ephemeral_port() -> int:
+    """The lowest port the kernel gives outgoing connections and `bind(0)` (Linux's default if
     /proc does not say)."""
     try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-    except (OSError, ValueError):
-        return range(32768, 61000)
-    return range(int(low), int(high) + 1)
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def free_port() -> int:
@@ -51,8 +50,8 @@ def free_port() -> int:
     in parallel, so the server that binds it a second later could find it taken. Below the
     range, only a server asking for that very port can take it.
     """
-    ephemeral = _ephemeral_ports()
-    choices = range(max(1024, ephemeral.start - 12000), ephemeral.start)
+    first = _first_ephemeral_port()
+    choices = range(max(1024, first - 12000), first)
     for port in random.sample(choices, k=min(200, len(choices))):
         with socket.socket() as probe:
             try:

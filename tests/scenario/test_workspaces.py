@@ -201,11 +201,7 @@ async def test_two_workspaces_never_see_each_others_chatflows_contacts_chats_or_
 
     # Events: a Globex event that names Acme's DM and thread does not reach Acme's visitor.
     forged = message_event(
-        GINA,
-        f"D{ALICE}",
-        "crossing over",
-        "1999999999.000100",
-        acme_parent["ts"],
+        GINA, f"D{ALICE}", "crossing over", "1999999999.000100", acme_parent["ts"],
         team_id=GLOBEX,
     )
     assert (await globex.slack.sender.send_event(forged)).status_code == 200
@@ -302,9 +298,9 @@ async def test_two_replicas_rotating_an_expiring_token_at_once_refresh_it_once(
         here, there = await asyncio.gather(
             org.runtime.slack.for_team(ACME), replica.slack.for_team(ACME)
         )
-        grants = [c for c in acme.calls_to("oauth.v2.access") if c.response.get("refresh_token")][
-            1:
-        ]  # after the install's own
+        grants = [
+            c for c in acme.calls_to("oauth.v2.access") if c.response.get("refresh_token")
+        ][1:]  # after the install's own
         assert len(grants) == 1
         fresh = grants[0].response["access_token"]
         assert here.client.token == there.client.token == fresh
