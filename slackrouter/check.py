@@ -185,7 +185,7 @@ async def _slack(settings: Settings, wanted: set[str]) -> list[Finding]:
 async def _auth_test(
     settings: Settings, token: str | None, whose: str, wanted: set[str]
 ) -> list[Finding]:
-    client = create_client(token, settings.slack_api_url)
+    client = create_client(token, settings.slack_api_url, settings.slack_call_timeout)
     try:
         response = await client.auth_test()
     except SlackApiError as exc:
@@ -246,7 +246,7 @@ async def _auth_test(
 async def _oauth_credentials(settings: Settings) -> Finding:
     """oauth.v2.access with a code that cannot be valid: `invalid_code` means Slack accepted
     the client id and secret."""
-    client = create_client(None, settings.slack_api_url)
+    client = create_client(None, settings.slack_api_url, settings.slack_call_timeout)
     try:
         await client.oauth_v2_access(
             client_id=settings.slack_client_id or "",
@@ -284,7 +284,7 @@ async def _installed_tokens(settings: Settings) -> list[tuple[str, str]]:
             engine,
             client_id=settings.slack_client_id or "",
             client_secret=settings.slack_client_secret or "",
-            client=create_client(None, settings.slack_api_url),
+            client=create_client(None, settings.slack_api_url, settings.slack_call_timeout),
         )
         return [(team_id, await tokens.bot_token(team_id)) for team_id in await tokens.team_ids()]
     finally:
@@ -304,7 +304,7 @@ async def _connection(settings: Settings) -> Finding:
         return Finding(
             "connection", "ok", f"HTTP mode: set {url} as the Request URL in the app's settings"
         )
-    client = create_client(None, settings.slack_api_url)
+    client = create_client(None, settings.slack_api_url, settings.slack_call_timeout)
     try:
         await client.apps_connections_open(app_token=settings.slack_app_token or "")
     except SlackApiError as exc:

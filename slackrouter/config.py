@@ -40,6 +40,7 @@ class Settings:
     presence_calls_per_minute: int = 50
     delivery_poll_interval: float = 2.0
     delivery_max_attempts: int = 12
+    slack_call_timeout: int = 30
     worker_process: str = "separate"  # `run`: write and deliver in a process of its own
     max_body_bytes: int = 16_384
     max_wait_seconds: int = 30
@@ -207,6 +208,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         presence_calls_per_minute=num("PRESENCE_CALLS_PER_MINUTE", int, 50, 1, 1000),
         delivery_poll_interval=num("DELIVERY_POLL_INTERVAL", float, 2.0, 0.05, 60),
         delivery_max_attempts=num("DELIVERY_MAX_ATTEMPTS", int, 12, 1, 100),
+        slack_call_timeout=num("SLACK_CALL_TIMEOUT", int, 30, 1, 300),
         worker_process=worker_process,
         max_body_bytes=num("MAX_BODY_BYTES", int, 16_384, 1024, 1_048_576),
         max_wait_seconds=num("MAX_WAIT_SECONDS", int, 30, 1, 300),

@@ -59,12 +59,14 @@ CONCURRENCY = 8
 # tasks in turn, so each lane in flight would delay every step of the batch being written.
 # Slack takes about one post per second per channel anyway.
 CONCURRENCY_WHILE_BUSY = 2
-# A leased call is given up (as uncertain) after this long: slack_sdk's client gives a request
-# 30 s, and then sends it again once if the connection dropped.
+# A leased call is given up (as uncertain) after this long by default (SLACK_CALL_TIMEOUT):
+# slack_sdk's client gives a request as long, and then sends it again once if the connection
+# dropped.
 CALL_TIMEOUT = 30.0
-# How long a leased item is kept from every worker: longer than its call may take, so that
-# nobody looks for what the call did while it may still be doing it.
-LEASE = timedelta(seconds=45)
+# A leased item is kept from every worker this many times its call's timeout: longer than the
+# call may take, so that nobody looks for what the call did while it may still be doing it.
+LEASE_FOR = 1.5
+LEASE = timedelta(seconds=CALL_TIMEOUT * LEASE_FOR)
 # A website that is down is tried for this long before its webhook is marked failed.
 WEBHOOK_DEADLINE = timedelta(days=1)
 # On PostgreSQL, a round that finds a backlog (a full batch due) has the planner's statistics of
@@ -261,12 +263,14 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=random.uniform(0.5, min(600.0, 2.0**attempts)))
 
 
-async def lease(session: AsyncSession, item: Attempt, now: datetime) -> None:
+async def lease(
+    session: AsyncSession, item: Attempt, now: datetime, hold: timedelta = LEASE
+) -> None:
     """Commit, before a call that cannot be taken back, that it may have been made: `result`
     says so (the next attempt looks before calling again) and no worker takes the item for
-    `LEASE`. This commits the performer's session: its reads come before, its writes after."""
+    `hold`. This commits the performer's session: its reads come before, its writes after."""
     item.result = {"uncertain": True}
-    item.next_attempt_at = now + LEASE
+    item.next_attempt_at = now + hold
     await session.execute(
         _LEASE, {"item": item.id, "result": item.result, "until": item.next_attempt_at}
     )

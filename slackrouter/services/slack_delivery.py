@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -31,6 +32,7 @@ from slackrouter.adapters.slack.gateway import SlackGateway, slack_error
 from slackrouter.clock import Clock, utcnow
 from slackrouter.services.delivery import (
     CALL_TIMEOUT,
+    LEASE_FOR,
     Attempt,
     NotYet,
     RetryLater,
@@ -109,8 +111,17 @@ def _uncertain(exc: BaseException) -> bool:
 
 
 class SlackPoster:
-    def __init__(self, slack: SlackGateway, pacer: ChannelPacer, *, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        slack: SlackGateway,
+        pacer: ChannelPacer,
+        *,
+        clock: Clock = utcnow,
+        call_timeout: float = CALL_TIMEOUT,
+    ) -> None:
         self._slack = slack
+        self._call_timeout = call_timeout
+        self._lease = timedelta(seconds=call_timeout * LEASE_FOR)
         self._pacer = pacer
         self._clock = clock
         self._dms: dict[tuple[str, str], str] = {}  # (team, rep): their DM, opened here
@@ -186,7 +197,7 @@ class SlackPoster:
                 log.info("outbox item %s was posted before its failure; not posting again", item.id)
                 item.result = {"channel": channel, "ts": found, "found_after_failure": True}
                 return found
-        await lease(session, item, self._clock())
+        await lease(session, item, self._clock(), self._lease)
         # Paced after the lease, which may wait for SQLite's write lock: Slack counts the post
         # when it comes, and so must the pacer.
         wait = self._pacer.take(channel, item.id)
@@ -194,7 +205,7 @@ class SlackPoster:
             item.result = None
             raise RetryLater(wait, f"pacing posts to {channel}")
         try:
-            async with asyncio.timeout(CALL_TIMEOUT):
+            async with asyncio.timeout(self._call_timeout):
                 ts = await slack.post_message(
                     channel,
                     text=text,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -142,3 +143,45 @@ async def test_rate_limited_posts_wait_for_retry_after_and_all_arrive_once(
     assert result.lost == 0
     assert result.duplicated == 0
     assert not failed, [(item.kind, item.last_error) for item in failed]
+
+
+async def test_a_post_slack_stalls_on_is_given_up_after_the_call_timeout_and_made_once(
+    tmp_path: Path, figures: FiguresLog
+) -> None:
+    """SLACK_CALL_TIMEOUT: a post Slack does not answer is given up after that many seconds,
+    kept from every worker for half as long again, then looked for in Slack and made (once)."""
+    async with deployment("sqlite", tmp_path, members(REPS[:2])) as env:
+        slack, store = env.slack, env.store
+        chatflow = await store.chatflow(REPS[:2], assignment="round_robin", escalation_seconds=3600)
+        app = env.app(SLACK_CALL_TIMEOUT="2")
+        async with running(app):
+            await until_routed(store, REPS[:2])
+            await slack.outage(POST, "hold")
+            try:
+                load = await send([app.url], chatflow.public_key, conversations(2, 2), Load())
+
+                async def given_up() -> bool:
+                    # Posts were held, and the app hung up on each of them (held ones are never
+                    # made: Slack was stalled, not slow).
+                    counts = await slack.outage_counts(POST)
+                    return counts.held >= 2 and counts.holding == 0
+
+                await eventually(given_up, within=15, what="the app gives up its stalled posts")
+                uncertain = [item for item in await store.outbox() if item.result]
+                assert uncertain and all(item.result == {"uncertain": True} for item in uncertain)
+            finally:
+                await slack.outage(POST, "none")
+            await all_posted(slack, load.tags)
+            await store.settled()
+            failed = await store.failed(load.conversation_ids)
+            result = tally(
+                "slack stalls past the call timeout",
+                load.tags,
+                [post.tags for post in await slack.posts()],
+                held=(await slack.outage_counts(POST)).held,
+                failed=len(failed),
+            )
+            figures.record(result)
+            assert result.lost == 0
+            assert result.duplicated == 0
+            assert not failed, [(item.kind, item.last_error) for item in failed]

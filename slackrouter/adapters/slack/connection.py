@@ -46,7 +46,9 @@ def authorize_url(api_url: str) -> str:
 
 
 def connect_slack(settings: Settings, engine: AsyncEngine) -> SlackConnection:
-    client = create_client(settings.slack_bot_token, settings.slack_api_url)
+    client = create_client(
+        settings.slack_bot_token, settings.slack_api_url, settings.slack_call_timeout
+    )
     if not settings.oauth:
         return SlackConnection(client, SlackGateway(client))
     assert settings.slack_client_id and settings.slack_client_secret

@@ -41,6 +41,8 @@ PERMANENT_ERRORS = frozenset(
 # Posts go through the outbox, which reschedules a 429 by its Retry-After: sleeping inside the
 # call would stall the delivery worker, and every other channel's posts with it.
 OUTBOX_METHODS = ("chat.postMessage", "chat.update")
+# Seconds a Web API request may take (SLACK_CALL_TIMEOUT), as slack_sdk has it.
+DEFAULT_CALL_TIMEOUT = 30
 
 
 class RateLimitRetryOutsideOutbox(AsyncRateLimitErrorRetryHandler):
@@ -52,9 +54,12 @@ class RateLimitRetryOutsideOutbox(AsyncRateLimitErrorRetryHandler):
         return await super()._can_retry_async(state=state, request=request, **kwargs)
 
 
-def create_client(token: str | None, base_url: str) -> AsyncWebClient:
-    """A client that honours `Retry-After` on 429 (twice) besides slack_sdk's connection retries."""
-    client = MeteredWebClient(token=token, base_url=base_url)
+def create_client(
+    token: str | None, base_url: str, timeout: int = DEFAULT_CALL_TIMEOUT
+) -> AsyncWebClient:
+    """A client that honours `Retry-After` on 429 (twice) besides slack_sdk's connection retries;
+    `timeout`: seconds each request may take."""
+    client = MeteredWebClient(token=token, base_url=base_url, timeout=timeout)
     client.retry_handlers.append(RateLimitRetryOutsideOutbox(max_retry_count=2))
     return client
 
@@ -161,7 +166,9 @@ class SlackGateway:
         token = await self.tokens.bot_token(team_id)
         gateway = self._teams.get(team_id)
         if gateway is None:
-            gateway = SlackGateway(create_client(token, self._client.base_url))
+            gateway = SlackGateway(
+                create_client(token, self._client.base_url, self._client.timeout)
+            )
             self._teams[team_id] = gateway
         gateway.client.token = token
         return gateway
