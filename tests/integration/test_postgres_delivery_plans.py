@@ -126,7 +126,7 @@ async def test_under_a_backlog_a_round_reads_a_batch_and_not_every_due_post(
     reads: list[tuple[str, Any]] = []
 
     def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if statement.startswith("SELECT outbox.id, outbox.kind"):
+        if statement.startswith("SELECT outbox.id, outbox.kind") and "LIMIT" in statement:
             reads.append((statement, parameters))
 
     event.listen(engine.sync_engine, "before_cursor_execute", capture)
