@@ -46,6 +46,7 @@ class Sizes:
     limit_posts_per_channel: int
     streams: int
     stream_clients: int
+    stream_seconds: float  # how long the held streams' RSS is sampled
     replica_chats: int
     replica_rate: float
     routing_reps: int
@@ -71,6 +72,7 @@ FULL = Sizes(
     limit_posts_per_channel=8,
     streams=5000,
     stream_clients=4,
+    stream_seconds=16.0,  # a held stream gets a keep-alive ping every 15 s: each wakes once
     replica_chats=30,
     replica_rate=20,
     routing_reps=1000,
@@ -89,6 +91,7 @@ QUICK = Sizes(
     limit_posts_per_channel=5,
     streams=100,
     stream_clients=2,
+    stream_seconds=1.0,
     replica_chats=6,
     replica_rate=10,
     routing_reps=100,
@@ -330,7 +333,6 @@ async def relay(
 # --- delivery under rate limits -------------------------------------------------------------
 
 RATE, BURST = 1.0, 3
-STREAM_CYCLE = 16.0  # seconds: a held stream gets a keep-alive ping every 15 s
 STREAM_OPEN_WITHIN = 45.0  # seconds; streams not answered by then count as not held
 
 
@@ -384,8 +386,9 @@ async def open_streams(
     workdir: Path, sizes: Sizes, database: Database, app: App, chatflow: Chatflow
 ) -> Cell:
     """RSS of the app while `streams` visitors hold an event stream open, split over several
-    client processes: sampled `runs` times across one whole wait cycle of the streams (each
-    held stream wakes up once in it); also the app's CPU while they are held."""
+    client processes: sampled `runs` times across `sizes.stream_seconds` (in a full run, one
+    whole wait cycle of the streams: each held stream wakes up once in it); also the app's CPU
+    while they are held."""
     conversations = await database.idle_conversations(chatflow, sizes.streams)
     idle = app.rss_mb()
     clients = sizes.stream_clients
@@ -412,7 +415,7 @@ async def open_streams(
         cpu_before, clock = app.cpu_seconds(), time.monotonic()
         rss = []
         for _ in range(sizes.runs):
-            await asyncio.sleep(STREAM_CYCLE / sizes.runs)
+            await asyncio.sleep(sizes.stream_seconds / sizes.runs)
             rss.append(app.rss_mb())
         cpu = (app.cpu_seconds() - cpu_before) / (time.monotonic() - clock)
         held = 0
