@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from slackrouter.adapters.db import repository as repo
 from slackrouter.adapters.db.models import OutboxItem, Rep, SlackThread
 from slackrouter.adapters.mail import MailError
-from slackrouter.adapters.slack.gateway import PERMANENT_ERRORS, slack_error
+from slackrouter.adapters.slack.gateway import DEFAULT_CALL_TIMEOUT, PERMANENT_ERRORS, slack_error
 from slackrouter.clock import Clock
 from slackrouter.observability import (
     CHATS_EMAILED,
@@ -59,14 +59,11 @@ CONCURRENCY = 8
 # tasks in turn, so each lane in flight would delay every step of the batch being written.
 # Slack takes about one post per second per channel anyway.
 CONCURRENCY_WHILE_BUSY = 2
-# A leased call is given up (as uncertain) after this long by default (SLACK_CALL_TIMEOUT):
-# slack_sdk's client gives a request as long, and then sends it again once if the connection
-# dropped.
-CALL_TIMEOUT = 30.0
-# A leased item is kept from every worker this many times its call's timeout: longer than the
-# call may take, so that nobody looks for what the call did while it may still be doing it.
+# A leased item is kept from every worker this many times its call's timeout (SLACK_CALL_TIMEOUT,
+# after which the call is given up as uncertain): longer than the call may take, so that nobody
+# looks for what the call did while it may still be doing it.
 LEASE_FOR = 1.5
-LEASE = timedelta(seconds=CALL_TIMEOUT * LEASE_FOR)
+LEASE = timedelta(seconds=DEFAULT_CALL_TIMEOUT * LEASE_FOR)
 # A website that is down is tried for this long before its webhook is marked failed.
 WEBHOOK_DEADLINE = timedelta(days=1)
 # On PostgreSQL, a round that finds a backlog (a full batch due) has the planner's statistics of

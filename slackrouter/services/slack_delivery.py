@@ -28,10 +28,9 @@ from slackrouter.adapters.db.models import (
     SlackThread,
 )
 from slackrouter.adapters.slack import blocks
-from slackrouter.adapters.slack.gateway import SlackGateway, slack_error
+from slackrouter.adapters.slack.gateway import DEFAULT_CALL_TIMEOUT, SlackGateway, slack_error
 from slackrouter.clock import Clock, utcnow
 from slackrouter.services.delivery import (
-    CALL_TIMEOUT,
     LEASE_FOR,
     Attempt,
     NotYet,
@@ -117,7 +116,7 @@ class SlackPoster:
         pacer: ChannelPacer,
         *,
         clock: Clock = utcnow,
-        call_timeout: float = CALL_TIMEOUT,
+        call_timeout: float = DEFAULT_CALL_TIMEOUT,
     ) -> None:
         self._slack = slack
         self._call_timeout = call_timeout

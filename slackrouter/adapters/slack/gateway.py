@@ -41,7 +41,8 @@ PERMANENT_ERRORS = frozenset(
 # Posts go through the outbox, which reschedules a 429 by its Retry-After: sleeping inside the
 # call would stall the delivery worker, and every other channel's posts with it.
 OUTBOX_METHODS = ("chat.postMessage", "chat.update")
-# Seconds a Web API request may take (SLACK_CALL_TIMEOUT), as slack_sdk has it.
+# Seconds a Web API call may take unless SLACK_CALL_TIMEOUT says otherwise: slack_sdk's, whose
+# client then sends a request again once if the connection dropped.
 DEFAULT_CALL_TIMEOUT = 30
 
 
