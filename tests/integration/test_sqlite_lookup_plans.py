@@ -87,7 +87,7 @@ async def test_the_first_pending_item_of_each_thread_is_searched_by_thread(
     engine: AsyncEngine,
 ) -> None:
     plan = await plan_of(
-        engine, lambda s: s.execute(delivery._FIRST_PENDING, {"threads": [1, 2, 3]})
+        engine, lambda s: s.execute(delivery._FIRST_PENDING, {"threads": [1, 2, 3], "read": [4, 5]})
     )
     # The threads' first items are found by the thread index, then read by their ids.
     assert all(
