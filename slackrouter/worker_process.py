@@ -86,7 +86,7 @@ def delivery_worker(
 ) -> DeliveryWorker:
     """The outbox's worker: Slack posts (paced per channel), edits, emails, webhook calls."""
     pacer = ChannelPacer()
-    poster = SlackPoster(slack, pacer, clock=clock, call_timeout=settings.slack_call_timeout)
+    poster = SlackPoster(slack, pacer, clock=clock)
     return DeliveryWorker(
         sessions,
         {

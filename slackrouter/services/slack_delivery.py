@@ -28,7 +28,7 @@ from slackrouter.adapters.db.models import (
     SlackThread,
 )
 from slackrouter.adapters.slack import blocks
-from slackrouter.adapters.slack.gateway import DEFAULT_CALL_TIMEOUT, SlackGateway, slack_error
+from slackrouter.adapters.slack.gateway import SlackGateway, slack_error
 from slackrouter.clock import Clock, utcnow
 from slackrouter.services.delivery import (
     LEASE_FOR,
@@ -110,17 +110,11 @@ def _uncertain(exc: BaseException) -> bool:
 
 
 class SlackPoster:
-    def __init__(
-        self,
-        slack: SlackGateway,
-        pacer: ChannelPacer,
-        *,
-        clock: Clock = utcnow,
-        call_timeout: float = DEFAULT_CALL_TIMEOUT,
-    ) -> None:
+    def __init__(self, slack: SlackGateway, pacer: ChannelPacer, *, clock: Clock = utcnow) -> None:
         self._slack = slack
-        self._call_timeout = call_timeout
-        self._lease = timedelta(seconds=call_timeout * LEASE_FOR)
+        # A post is given up after the client's timeout, and leased for longer.
+        self._call_timeout = slack.call_timeout
+        self._lease = timedelta(seconds=self._call_timeout * LEASE_FOR)
         self._pacer = pacer
         self._clock = clock
         self._dms: dict[tuple[str, str], str] = {}  # (team, rep): their DM, opened here

@@ -147,6 +147,11 @@ class SlackGateway:
                 return scoped
         return self._client
 
+    @property
+    def call_timeout(self) -> int:
+        """Seconds each Web API call may take (SLACK_CALL_TIMEOUT), every workspace's alike."""
+        return int(self._client.timeout)
+
     async def speak_for_request(self, team_id: str | None) -> None:
         """For the rest of the current Slack request, calls made through this gateway (not
         only through `for_team`) use the token of workspace `team_id`."""
@@ -167,9 +172,7 @@ class SlackGateway:
         token = await self.tokens.bot_token(team_id)
         gateway = self._teams.get(team_id)
         if gateway is None:
-            gateway = SlackGateway(
-                create_client(token, self._client.base_url, self._client.timeout)
-            )
+            gateway = SlackGateway(create_client(token, self._client.base_url, self.call_timeout))
             self._teams[team_id] = gateway
         gateway.client.token = token
         return gateway
